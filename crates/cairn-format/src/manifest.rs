@@ -1,0 +1,258 @@
+//! Snapshot manifests, directory tree nodes and chunk-list nodes.
+//!
+//! A snapshot is a small manifest file naming one root tree per source
+//! root (data path, a db outside it, an archive path). Trees and chunk
+//! lists are stored as `Meta` chunks in packs, addressed by their hash, so
+//! an unchanged directory or an unchanged stretch of a file's chunk list
+//! is the same chunk in every snapshot and is stored once: a snapshot's new
+//! metadata is proportional to what changed, not to the data size.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{self, Kind};
+use crate::{ChunkId, FormatError, SnapshotId};
+
+const MANIFEST: Kind = Kind {
+    magic: *b"CSNP",
+    version: 1,
+    name: "snapshot manifest",
+};
+const TREE: Kind = Kind {
+    magic: *b"CTRE",
+    version: 1,
+    name: "tree node",
+};
+const LIST: Kind = Kind {
+    magic: *b"CLST",
+    version: 1,
+    name: "chunk-list node",
+};
+
+/// Counters recorded with each snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    /// Regular files in the snapshot.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Sum of file sizes.
+    pub logical_bytes: u64,
+    /// Files taken from the parent without reading them.
+    pub files_unchanged: u64,
+    /// Bytes read from the sources.
+    pub bytes_read: u64,
+    /// New data chunks stored.
+    pub new_chunks: u64,
+    /// Raw bytes of new data chunks.
+    pub new_data_bytes: u64,
+    /// Raw bytes of new metadata chunks (trees, chunk lists).
+    pub new_meta_bytes: u64,
+    /// Bytes this snapshot added to packs (compressed, with framing).
+    pub added_pack_bytes: u64,
+    /// Packs written.
+    pub new_packs: u64,
+}
+
+/// One source root of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRoot {
+    /// What the root is, e.g. `data`, `db`, `archive`.
+    pub label: String,
+    /// The absolute path it was read from.
+    pub path: String,
+    /// Its root tree node, or `None` when the root is a single file
+    /// (see `file`).
+    pub tree: Option<ChunkId>,
+    /// The root as a single entry, when it is a file (a db outside the data path).
+    pub file: Option<TreeEntry>,
+}
+
+/// A snapshot manifest, `STORE/snapshots/<id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The snapshot's id (its start time).
+    pub id: SnapshotId,
+    /// The snapshot it was taken against, if any.
+    pub parent: Option<SnapshotId>,
+    /// Host that took it.
+    pub hostname: String,
+    /// cairn version that wrote it.
+    pub cairn_version: String,
+    /// Unix seconds when it finished.
+    pub finished_unix: i64,
+    /// The roots it holds.
+    pub roots: Vec<SourceRoot>,
+    /// Counters.
+    pub stats: SnapshotStats,
+    /// Free-form labels (room for later features).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Encodes the manifest file.
+    pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
+        envelope::encode(MANIFEST, self)
+    }
+
+    /// Decodes a manifest file.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        Ok(envelope::decode(MANIFEST, bytes)?.0)
+    }
+}
+
+/// File metadata restored with the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    /// Permission bits (and file type bits as stat gives them).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Change time, nanoseconds since the epoch (unchanged-file check).
+    pub ctime_ns: i64,
+    /// Inode number (unchanged-file check).
+    pub ino: u64,
+    /// Device number (unchanged-file check).
+    pub dev: u64,
+}
+
+/// How a file was split; readers need not care, writers reuse by it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContentLayout {
+    /// One chunk, the whole file.
+    Whole,
+    /// FastCDC chunks.
+    Cdc,
+    /// DuckDB file: fixed chunks aligned to its blocks; the list has one
+    /// leaf per block, and each leaf's `tag` is the block's own checksum.
+    DuckDb {
+        /// Block size read from the file (256 KiB by default).
+        block_size: u32,
+        /// The live database header's iteration when captured.
+        iteration: u64,
+    },
+}
+
+/// One child in a chunk list: a data chunk (in a leaf) or a list node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListChild {
+    /// Chunk id (data chunk or list node).
+    pub id: ChunkId,
+    /// Content bytes covered.
+    pub len: u64,
+    /// Layout-specific tag: for DuckDB block leaves, the block's 8-byte
+    /// checksum; 0 otherwise.
+    pub tag: u64,
+}
+
+/// A node of a file's chunk list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListNode {
+    /// 0 for leaves (children are data chunks), else the height.
+    pub level: u8,
+    /// Children in file order.
+    pub children: Vec<ListChild>,
+}
+
+impl ListNode {
+    /// Encodes the node as a metadata chunk.
+    pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
+        envelope::encode(LIST, self)
+    }
+
+    /// Decodes a node.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        Ok(envelope::decode(LIST, bytes)?.0)
+    }
+}
+
+/// A file's chunk list: inline for small files, else a tree of [`ListNode`]s.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkList {
+    /// The data chunks themselves.
+    Inline(Vec<ListChild>),
+    /// Root of a list tree of the given level (children of a level-0 root are data).
+    Tree {
+        /// Root node id.
+        root: ChunkId,
+        /// Root node level.
+        level: u8,
+    },
+}
+
+/// A regular file's content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileContent {
+    /// Size in bytes.
+    pub size: u64,
+    /// blake3 of the whole content.
+    pub hash: [u8; 32],
+    /// How it was split.
+    pub layout: ContentLayout,
+    /// Its chunks.
+    pub chunks: ChunkList,
+}
+
+/// What a tree entry is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A regular file.
+    File(FileContent),
+    /// A directory and its tree node.
+    Dir(ChunkId),
+    /// A symbolic link and its target bytes.
+    Symlink(Vec<u8>),
+}
+
+/// One name in a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    /// The name (bytes of the OS string; never contains `/` or NUL).
+    pub name: Vec<u8>,
+    /// Metadata.
+    pub meta: EntryMeta,
+    /// Content.
+    pub kind: EntryKind,
+}
+
+impl TreeEntry {
+    /// The name if it is a plain path component: not empty, `.`, `..`,
+    /// and without `/` or NUL. Restore refuses anything else.
+    pub fn safe_name(&self) -> Result<&[u8], FormatError> {
+        let n = &self.name[..];
+        if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') || n.contains(&0) {
+            return Err(FormatError::Invalid {
+                what: "tree entry",
+                detail: format!("unsafe name {:?}", String::from_utf8_lossy(n)),
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// A directory: its entries sorted by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// Entries, sorted by name, names unique.
+    pub entries: Vec<TreeEntry>,
+}
+
+impl TreeNode {
+    /// Encodes the node as a metadata chunk.
+    pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
+        envelope::encode(TREE, self)
+    }
+
+    /// Decodes a node and checks names are sorted and unique.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let node: Self = envelope::decode(TREE, bytes)?.0;
+        if node.entries.windows(2).any(|w| w[0].name >= w[1].name) {
+            return Err(FormatError::Invalid {
+                what: "tree node",
+                detail: "entries not sorted or not unique".into(),
+            });
+        }
+        Ok(node)
+    }
+}
