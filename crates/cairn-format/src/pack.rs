@@ -310,9 +310,11 @@ mod tests {
     #[test]
     fn pack_round_trip_and_raw_fallback() {
         let text = b"abcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabc".repeat(100);
-        let noise: Vec<u8> = (0..5000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let mut noise = vec![0u8; 5000];
+        blake3::Hasher::new()
+            .update(b"seed")
+            .finalize_xof()
+            .fill(&mut noise);
         let mut b = PackBuilder::new(Vec::new()).unwrap();
         let f1 = encode_frame(&[&text, b"tail"], 3).unwrap();
         assert_eq!(f1[0], Codec::Zstd as u8);
