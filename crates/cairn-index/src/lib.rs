@@ -1,1 +1,353 @@
-//! placeholder
+//! The sled index: a derived cache of where chunks live and which
+//! snapshots exist.
+//!
+//! Nothing here is the truth: packs (with their trailers) and manifests
+//! are. The index can be deleted at any time and rebuilt from them, and
+//! the engine checks it against the pack directory on open. sled 0.34 is
+//! unmaintained beta software, which is one more reason it sits behind
+//! this narrow interface and holds nothing that cannot be recomputed.
+//!
+//! Trees:
+//! - `meta`: index format version, store id, `complete` marker;
+//! - `packs`: pack id -> (pack number u32, pack length u64);
+//! - `packno`: pack number -> pack id;
+//! - `chunks`: chunk id -> [`ChunkLocation`] (fixed 25-byte encoding);
+//! - `snapshots`: snapshot id (i64 BE) -> manifest bytes;
+//! - `files`: whole-file blake3 -> encoded file content (whole-file dedup).
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use cairn_format::pack::{BlobKind, PackEntry};
+use cairn_format::{ChunkId, PackId, SnapshotId};
+
+/// Version of the index layout; a different one means rebuild.
+pub const INDEX_VERSION: u32 = 1;
+
+/// Errors of the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// sled failed.
+    #[error("index at {path}: {source}")]
+    Sled {
+        /// The index directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A record does not decode: the cache is damaged.
+    #[error("index at {path} holds a damaged {what} record; run `cairn index rebuild`")]
+    Damaged {
+        /// The index directory.
+        path: PathBuf,
+        /// Which record kind.
+        what: &'static str,
+    },
+}
+
+type Result<T> = std::result::Result<T, IndexError>;
+
+/// Where a chunk lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLocation {
+    /// The pack.
+    pub pack: PackId,
+    /// Data or metadata.
+    pub kind: BlobKind,
+    /// Frame offset in the pack.
+    pub frame_offset: u64,
+    /// Frame length.
+    pub frame_len: u32,
+    /// Offset inside the decoded frame.
+    pub offset: u32,
+    /// Chunk length.
+    pub len: u32,
+}
+
+/// Whether an opened index can be trusted as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexState {
+    /// Built completely for this store and this index version.
+    Ready,
+    /// Empty, of another version or store, or a rebuild was interrupted:
+    /// it has been cleared and must be rebuilt.
+    NeedsRebuild,
+}
+
+/// The opened index.
+pub struct Index {
+    path: PathBuf,
+    db: sled::Db,
+    meta: sled::Tree,
+    packs: sled::Tree,
+    packno: sled::Tree,
+    chunks: sled::Tree,
+    snapshots: sled::Tree,
+    files: sled::Tree,
+}
+
+const LOC_LEN: usize = 25;
+
+impl Index {
+    /// Opens (creating if needed) the index at `path` for the store
+    /// `store_id`. A damaged, foreign or outdated index is cleared and
+    /// reported as [`IndexState::NeedsRebuild`].
+    pub fn open(path: &Path, store_id: [u8; 16]) -> Result<(Self, IndexState)> {
+        let err = |source| IndexError::Sled {
+            path: path.to_owned(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(16 << 20)
+            .flush_every_ms(None)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(err);
+        let index = Self {
+            meta: tree("meta")?,
+            packs: tree("packs")?,
+            packno: tree("packno")?,
+            chunks: tree("chunks")?,
+            snapshots: tree("snapshots")?,
+            files: tree("files")?,
+            path: path.to_owned(),
+            db,
+        };
+        let version = index.meta_get("version")?;
+        let id = index.meta_get("store_id")?;
+        let complete = index.meta_get("complete")?;
+        let ok = version.as_deref() == Some(&INDEX_VERSION.to_le_bytes()[..])
+            && id.as_deref() == Some(&store_id[..])
+            && complete.is_some();
+        if ok {
+            return Ok((index, IndexState::Ready));
+        }
+        index.clear()?;
+        index
+            .meta
+            .insert("version", &INDEX_VERSION.to_le_bytes())
+            .map_err(err)?;
+        index.meta.insert("store_id", &store_id).map_err(err)?;
+        Ok((index, IndexState::NeedsRebuild))
+    }
+
+    fn err(&self, source: sled::Error) -> IndexError {
+        IndexError::Sled {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn damaged(&self, what: &'static str) -> IndexError {
+        IndexError::Damaged {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Empties every tree and drops the `complete` marker.
+    pub fn clear(&self) -> Result<()> {
+        for t in [
+            &self.meta,
+            &self.packs,
+            &self.packno,
+            &self.chunks,
+            &self.snapshots,
+            &self.files,
+        ] {
+            t.clear().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Marks a rebuild (or creation) as finished and flushes.
+    pub fn mark_complete(&self) -> Result<()> {
+        self.meta
+            .insert("version", &INDEX_VERSION.to_le_bytes())
+            .map_err(|e| self.err(e))?;
+        self.meta
+            .insert("complete", &[1u8])
+            .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    /// Where `id` lives, if indexed.
+    pub fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        let Some(v) = self.chunks.get(id.0).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        if v.len() != LOC_LEN {
+            return Err(self.damaged("chunk"));
+        }
+        let no = u32::from_le_bytes(v[0..4].try_into().expect("4"));
+        let Some(pack) = self.packno.get(no.to_be_bytes()).map_err(|e| self.err(e))? else {
+            return Err(self.damaged("pack number"));
+        };
+        let pack = PackId(pack.as_ref().try_into().map_err(|_| self.damaged("pack"))?);
+        let kind = match v[4] {
+            0 => BlobKind::Data,
+            1 => BlobKind::Meta,
+            _ => return Err(self.damaged("chunk")),
+        };
+        let u32_at = |o: usize| u32::from_le_bytes(v[o..o + 4].try_into().expect("4"));
+        Ok(Some(ChunkLocation {
+            pack,
+            kind,
+            frame_offset: u64::from_le_bytes(v[5..13].try_into().expect("8")),
+            frame_len: u32_at(13),
+            offset: u32_at(17),
+            len: u32_at(21),
+        }))
+    }
+
+    /// Whether `id` is indexed.
+    pub fn contains(&self, id: &ChunkId) -> Result<bool> {
+        self.chunks.contains_key(id.0).map_err(|e| self.err(e))
+    }
+
+    /// Records a pack and all its entries. The pack record is written last,
+    /// so a pack listed in `packs` has all its chunks indexed.
+    pub fn add_pack(&self, pack: PackId, pack_len: u64, entries: &[PackEntry]) -> Result<()> {
+        if self.packs.contains_key(pack.0).map_err(|e| self.err(e))? {
+            return Ok(());
+        }
+        let no = self.db.generate_id().map_err(|e| self.err(e))? as u32;
+        self.packno
+            .insert(no.to_be_bytes(), &pack.0)
+            .map_err(|e| self.err(e))?;
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            let mut v = [0u8; LOC_LEN];
+            v[0..4].copy_from_slice(&no.to_le_bytes());
+            v[4] = match e.kind {
+                BlobKind::Data => 0,
+                BlobKind::Meta => 1,
+            };
+            v[5..13].copy_from_slice(&e.frame_offset.to_le_bytes());
+            v[13..17].copy_from_slice(&e.frame_len.to_le_bytes());
+            v[17..21].copy_from_slice(&e.offset.to_le_bytes());
+            v[21..25].copy_from_slice(&e.len.to_le_bytes());
+            batch.insert(&e.id.0, &v);
+        }
+        self.chunks.apply_batch(batch).map_err(|e| self.err(e))?;
+        let mut rec = [0u8; 12];
+        rec[..4].copy_from_slice(&no.to_le_bytes());
+        rec[4..].copy_from_slice(&pack_len.to_le_bytes());
+        self.packs.insert(pack.0, &rec).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every indexed pack and its length.
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
+        let mut out = Vec::new();
+        for kv in self.packs.iter() {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let id = PackId(k.as_ref().try_into().map_err(|_| self.damaged("pack"))?);
+            if v.len() != 12 {
+                return Err(self.damaged("pack"));
+            }
+            out.push((id, u64::from_le_bytes(v[4..12].try_into().expect("8"))));
+        }
+        Ok(out)
+    }
+
+    /// Number of indexed chunks.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Records a snapshot's manifest bytes in the catalog.
+    pub fn add_snapshot(&self, id: SnapshotId, manifest: &[u8]) -> Result<()> {
+        self.snapshots
+            .insert(id.0.to_be_bytes(), manifest)
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Drops a snapshot from the catalog.
+    pub fn remove_snapshot(&self, id: SnapshotId) -> Result<()> {
+        self.snapshots
+            .remove(id.0.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The catalog: every snapshot id with its manifest bytes, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.snapshots.iter() {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| self.damaged("snapshot"))?);
+            out.push((SnapshotId(id), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The encoded file content recorded for a whole-file hash.
+    pub fn file_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .files
+            .get(hash)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Records the encoded content of a whole file under its hash.
+    pub fn put_file(&self, hash: &[u8; 32], content: &[u8]) -> Result<()> {
+        self.files.insert(hash, content).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_entries_round_trip_and_foreign_store_rebuilds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let entry = PackEntry {
+            id: ChunkId::of(b"a"),
+            kind: BlobKind::Meta,
+            frame_offset: 16,
+            frame_len: 40,
+            offset: 3,
+            len: 1,
+        };
+        let pack = PackId::of(b"pack");
+        {
+            let (idx, state) = Index::open(&path, [1; 16]).unwrap();
+            assert_eq!(state, IndexState::NeedsRebuild);
+            idx.add_pack(pack, 100, &[entry]).unwrap();
+            idx.mark_complete().unwrap();
+            let loc = idx.lookup(&entry.id).unwrap().unwrap();
+            assert_eq!(loc.pack, pack);
+            assert_eq!((loc.kind, loc.frame_offset, loc.len), (BlobKind::Meta, 16, 1));
+            assert_eq!(idx.packs().unwrap(), vec![(pack, 100)]);
+        }
+        {
+            let (idx, state) = Index::open(&path, [1; 16]).unwrap();
+            assert_eq!(state, IndexState::Ready);
+            assert!(idx.contains(&entry.id).unwrap());
+        }
+        let (idx, state) = Index::open(&path, [2; 16]).unwrap();
+        assert_eq!(state, IndexState::NeedsRebuild);
+        assert!(!idx.contains(&entry.id).unwrap());
+    }
+}
