@@ -58,6 +58,11 @@ impl FileWindows {
         }
     }
 
+    /// How the file is read.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
     /// The file.
     pub fn file(&self) -> &File {
         &self.file

@@ -24,6 +24,11 @@ const TREE: Kind = Kind {
     version: 1,
     name: "tree node",
 };
+const FILE: Kind = Kind {
+    magic: *b"CFIL",
+    version: 1,
+    name: "file content record",
+};
 const LIST: Kind = Kind {
     magic: *b"CLST",
     version: 1,
@@ -192,6 +197,18 @@ pub struct FileContent {
     pub layout: ContentLayout,
     /// Its chunks.
     pub chunks: ChunkList,
+}
+
+impl FileContent {
+    /// Encodes the record (the index keeps it for whole-file dedup).
+    pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
+        envelope::encode(FILE, self)
+    }
+
+    /// Decodes a record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        Ok(envelope::decode(FILE, bytes)?.0)
+    }
 }
 
 /// What a tree entry is.

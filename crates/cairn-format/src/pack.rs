@@ -84,26 +84,23 @@ pub enum Codec {
     Zstd = 1,
 }
 
-/// Builds one frame from the chunks' bytes: zstd at `level`, or raw when
-/// zstd saves less than 3 %. Returns the encoded frame.
-pub fn encode_frame(chunks: &[&[u8]], level: i32) -> Result<Vec<u8>, FormatError> {
-    let raw_len: usize = chunks.iter().map(|c| c.len()).sum();
+/// Builds one frame from the raw bytes of consecutive chunks: zstd at
+/// `level`, or raw when zstd saves less than 3 %. Returns the encoded frame.
+pub fn encode_frame(raw: &[u8], level: i32) -> Result<Vec<u8>, FormatError> {
+    let raw_len = raw.len();
     if raw_len > MAX_FRAME_RAW {
         return Err(FormatError::Invalid {
             what: "frame",
             detail: format!("{raw_len} raw bytes exceed the frame limit"),
         });
     }
-    let mut raw = Vec::with_capacity(raw_len);
-    for c in chunks {
-        raw.extend_from_slice(c);
-    }
-    let compressed = zstd::bulk::compress(&raw, level).map_err(|e| FormatError::Compression {
+    let compressed = zstd::bulk::compress(raw, level).map_err(|e| FormatError::Compression {
         what: "frame",
         detail: e.to_string(),
     })?;
-    let (codec, body) = if compressed.len() < raw.len() - raw.len() / 32 {
-        (Codec::Zstd, compressed)
+    let zstd_pays = compressed.len() < raw_len - raw_len / 32;
+    let (codec, body) = if zstd_pays {
+        (Codec::Zstd, &compressed[..])
     } else {
         (Codec::Raw, raw)
     };
@@ -111,7 +108,7 @@ pub fn encode_frame(chunks: &[&[u8]], level: i32) -> Result<Vec<u8>, FormatError
     out.extend_from_slice(&[codec as u8, 0, 0, 0]);
     out.extend_from_slice(&(raw_len as u32).to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     Ok(out)
 }
 
@@ -316,7 +313,7 @@ mod tests {
             .finalize_xof()
             .fill(&mut noise);
         let mut b = PackBuilder::new(Vec::new()).unwrap();
-        let f1 = encode_frame(&[&text, b"tail"], 3).unwrap();
+        let f1 = encode_frame(&[&text[..], b"tail"].concat(), 3).unwrap();
         assert_eq!(f1[0], Codec::Zstd as u8);
         b.add_frame(
             &f1,
@@ -326,7 +323,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let f2 = encode_frame(&[&noise], 3).unwrap();
+        let f2 = encode_frame(&noise, 3).unwrap();
         assert_eq!(f2[0], Codec::Raw as u8);
         b.add_frame(&f2, &[(ChunkId::of(&noise), BlobKind::Data, 5000)])
             .unwrap();
@@ -346,7 +343,7 @@ mod tests {
     #[test]
     fn truncated_pack_is_an_error_not_a_panic() {
         let mut b = PackBuilder::new(Vec::new()).unwrap();
-        let f = encode_frame(&[b"x"], 1).unwrap();
+        let f = encode_frame(b"x", 1).unwrap();
         b.add_frame(&f, &[(ChunkId::of(b"x"), BlobKind::Data, 1)])
             .unwrap();
         let (_, _, _, bytes) = b.finish().unwrap();

@@ -252,6 +252,30 @@ impl Index {
         Ok(())
     }
 
+    /// Forgets a pack: its record first, then those of `entries` that
+    /// still point into it.
+    pub fn remove_pack(&self, pack: PackId, entries: &[PackEntry]) -> Result<()> {
+        let Some(rec) = self.packs.remove(pack.0).map_err(|e| self.err(e))? else {
+            return Ok(());
+        };
+        if rec.len() != 12 {
+            return Err(self.damaged("pack"));
+        }
+        let no = &rec[..4];
+        for e in entries {
+            if let Some(v) = self.chunks.get(e.id.0).map_err(|e| self.err(e))? {
+                if v.len() == LOC_LEN && &v[..4] == no {
+                    self.chunks.remove(e.id.0).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        let no = u32::from_le_bytes(no.try_into().expect("4"));
+        self.packno
+            .remove(no.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Every indexed pack and its length.
     pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
         let mut out = Vec::new();

@@ -1,1 +1,27 @@
-//! placeholder
+//! cairn's engine: a content-addressed, deduplicating snapshot store.
+//!
+//! Data flows one way: [`walk`] → [`ingest`] (read, chunk, hash) →
+//! [`packer`] (dedup, compress, pack, index) → [`snapshot`] (trees,
+//! manifest). [`restore`] reads it back through [`reader`], verifying
+//! every chunk and every file. The [`Store`] owns the layout on disk and
+//! keeps the sled index (a cache) in step with packs and manifests.
+#![deny(missing_docs)]
+
+mod atomic;
+mod error;
+mod ingest;
+mod packer;
+pub mod reader;
+pub mod restore;
+pub mod snapshot;
+pub mod stats;
+mod store;
+mod tree;
+mod walk;
+
+pub use error::{Result, StoreError};
+pub use restore::{RestoreOptions, RestorePlan, RestoreReport};
+pub use snapshot::{NoProgress, Progress, SnapshotOptions, SnapshotReport, SourceSpec};
+pub use store::{IndexSync, Store};
+
+pub use cairn_format as format;

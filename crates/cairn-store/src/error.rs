@@ -1,0 +1,144 @@
+//! Errors of the engine. Every variant names the path, snapshot, pack or
+//! chunk involved, so the binary can print one clear line.
+
+use std::io;
+use std::path::PathBuf;
+
+use cairn_format::FormatError;
+use cairn_index::IndexError;
+
+/// An engine error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No store config at the path.
+    #[error("no cairn store at {path} (run `cairn init` first)")]
+    NotAStore {
+        /// The store path.
+        path: PathBuf,
+    },
+    /// `init` on a path that already has content.
+    #[error("{path} already exists and is not empty; refusing to create a store there")]
+    AlreadyExists {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Stored bytes did not decode.
+    #[error("{what}: {source}")]
+    Format {
+        /// What was being read (a path or an id).
+        what: String,
+        /// Why it did not decode.
+        source: FormatError,
+    },
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A source path to snapshot does not exist.
+    #[error("data path {path} does not exist")]
+    SourceMissing {
+        /// The path.
+        path: PathBuf,
+    },
+    /// No snapshot by that name.
+    #[error("no snapshot {id} in the store")]
+    UnknownSnapshot {
+        /// The name asked for.
+        id: String,
+    },
+    /// A chunk a snapshot needs is in no pack.
+    #[error("chunk {id} is missing from the store (needed by {context})")]
+    ChunkMissing {
+        /// Chunk id (hex).
+        id: String,
+        /// What needed it.
+        context: String,
+    },
+    /// A chunk's bytes do not hash to its id, or its frame is damaged.
+    #[error("chunk {id} in pack {pack} is damaged: {detail}")]
+    ChunkDamaged {
+        /// Chunk id (hex).
+        id: String,
+        /// Pack id (hex).
+        pack: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A restored file's content hash did not match.
+    #[error("{path}: restored content does not match the snapshot's file hash")]
+    FileHashMismatch {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A manifest or tree holds a path that could escape the target.
+    #[error("refusing unsafe path in snapshot: {detail}")]
+    UnsafePath {
+        /// What is unsafe.
+        detail: String,
+    },
+    /// Restore into a non-empty directory without being told to.
+    #[error("restore target {path} is not empty (pass --overwrite to restore into it)")]
+    TargetNotEmpty {
+        /// The target.
+        path: PathBuf,
+    },
+    /// One or more files failed during restore.
+    #[error("{failed} of {total} files could not be restored; first: {first}")]
+    RestoreIncomplete {
+        /// Failed files.
+        failed: usize,
+        /// Files in the snapshot.
+        total: usize,
+        /// The first failure.
+        first: String,
+    },
+    /// A source file kept changing while it was read.
+    #[error("{path} kept changing while it was read ({tries} tries)")]
+    SourceUnstable {
+        /// The file.
+        path: PathBuf,
+        /// How often it was tried.
+        tries: u32,
+    },
+    /// Invalid use.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Shorthand.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Attaches a path to an I/O result.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| StoreError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+/// Attaches a description to a decode result.
+pub(crate) trait FormatContext<T> {
+    fn what(self, what: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T> FormatContext<T> for std::result::Result<T, FormatError> {
+    fn what(self, what: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|source| StoreError::Format {
+            what: what.to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,333 @@
+//! Ingest of one file: read → chunk → hash → dedup → compress → pack.
+//!
+//! A file is read in windows (16 MiB), so memory is bounded by the window
+//! and the frames in flight, not by the file. Within a window, chunk
+//! hashing and frame compression run in parallel on rayon. DuckDB files
+//! (`DUCK` at offset 8) are read with `pread` (a live writer may shrink
+//! them) and cut on their block layout; other large files are mapped and
+//! cut with FastCDC. The file is stat'ed before and after; if it changed
+//! while read, it is read again (bounded), so no torn content is recorded.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use cairn_chunk::cdc::{self, CdcParams};
+use cairn_chunk::duckdb::{self, Headers};
+use cairn_chunk::window::{Access, FileWindows};
+use cairn_chunk::Cut;
+use cairn_format::pack::{self, BlobKind, FrameChunk};
+use cairn_format::{ChunkId, ChunkList, ContentLayout, FileContent, ListChild, StoreConfig};
+
+use crate::error::{FormatContext, IoContext, Result, StoreError};
+use crate::packer::ChunkSink;
+use crate::tree::{Grouping, ListWriter};
+
+const WINDOW: usize = 16 << 20;
+const MAP_MIN: u64 = 1 << 20;
+const TRIES: u32 = 4;
+
+/// Ingests files into a sink.
+pub(crate) struct Ingest<'a, 's> {
+    pub sink: &'a ChunkSink<'s>,
+    pub config: &'a StoreConfig,
+    pub bytes_read: &'a AtomicU64,
+    pub on_bytes: &'a (dyn Fn(u64) + Sync),
+}
+
+/// Why one read attempt did not give a stable result.
+enum Attempt {
+    Done(FileContent),
+    Changed,
+}
+
+fn changed(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::UnexpectedEof
+}
+
+impl Ingest<'_, '_> {
+    /// Reads the file at `path` into the store and returns its content record.
+    pub fn file(&self, path: &Path) -> Result<FileContent> {
+        for _ in 0..TRIES {
+            match self.attempt(path)? {
+                Attempt::Done(c) => return Ok(c),
+                Attempt::Changed => continue,
+            }
+        }
+        Err(StoreError::SourceUnstable {
+            path: path.to_owned(),
+            tries: TRIES,
+        })
+    }
+
+    fn attempt(&self, path: &Path) -> Result<Attempt> {
+        let file = File::open(path).at(path)?;
+        let before = file.metadata().at(path)?;
+        let size = before.len();
+        let mut prefix = [0u8; 16];
+        let is_db = size >= duckdb::HEADER_AREA
+            && std::os::unix::fs::FileExt::read_exact_at(&file, &mut prefix, 0).is_ok()
+            && duckdb::is_duckdb(&prefix);
+        let access = if is_db || size < MAP_MIN {
+            Access::Read
+        } else {
+            Access::Map
+        };
+        let mut windows = FileWindows::new(file, access);
+        let result = if is_db {
+            self.duckdb(&mut windows, size, path)
+        } else if size <= u64::from(self.config.chunking.whole_file_max) {
+            self.whole(&mut windows, size, path)
+        } else {
+            self.cdc(&mut windows, size, path)
+        };
+        let content = match result {
+            Ok(c) => c,
+            Err(StoreError::Io { source, .. }) if changed(&source) => return Ok(Attempt::Changed),
+            Err(e) => return Err(e),
+        };
+        let after = windows.file().metadata().at(path)?;
+        let stable = after.len() == size
+            && after.mtime() == before.mtime()
+            && after.mtime_nsec() == before.mtime_nsec()
+            && after.ctime() == before.ctime()
+            && after.ctime_nsec() == before.ctime_nsec();
+        Ok(if stable {
+            Attempt::Done(content)
+        } else {
+            Attempt::Changed
+        })
+    }
+
+    fn count(&self, n: usize) {
+        self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+        (self.on_bytes)(n as u64);
+    }
+
+    fn whole(&self, w: &mut FileWindows, size: u64, path: &Path) -> Result<FileContent> {
+        let bytes = w.window(0, size as usize).at(path)?;
+        self.count(bytes.len());
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let cuts = [Cut {
+            offset: 0,
+            len: size as u32,
+        }];
+        let children = if size == 0 {
+            Vec::new()
+        } else {
+            self.store_chunks(&bytes, 0, &cuts, false, path)?
+        };
+        Ok(FileContent {
+            size,
+            hash,
+            layout: ContentLayout::Whole,
+            chunks: ChunkList::Inline(children),
+        })
+    }
+
+    fn cdc(&self, w: &mut FileWindows, size: u64, path: &Path) -> Result<FileContent> {
+        let verify = matches!(w_access(w), Access::Map);
+        // Whole-file dedup first: a file seen before (moved, copied,
+        // restored) is not cut or compressed again.
+        let mut hasher = blake3::Hasher::new();
+        let mut at = 0u64;
+        while at < size {
+            let len = (size - at).min(WINDOW as u64) as usize;
+            let bytes = w.window(at, len).at(path)?;
+            hasher.update_rayon(&bytes);
+            at += len as u64;
+        }
+        let hash = *hasher.finalize().as_bytes();
+        if let Some(rec) = self.sink.known_file(&hash)? {
+            if rec.size == size {
+                self.count(size as usize);
+                return Ok(rec);
+            }
+        }
+        let c = &self.config.chunking;
+        let params = CdcParams {
+            min: c.cdc_min,
+            avg: c.cdc_avg,
+            max: c.cdc_max,
+        };
+        let mut list = ListWriter::new(self.sink, Grouping::Content);
+        let mut hasher = blake3::Hasher::new();
+        let mut at = 0u64;
+        while at < size {
+            let len = (size - at).min(WINDOW as u64) as usize;
+            let eof = at + len as u64 == size;
+            let bytes = w.window(at, len).at(path)?;
+            let (cuts, next) = cdc::cut(&bytes, at, params, eof);
+            if next == at {
+                return Err(StoreError::Usage(format!(
+                    "{}: chunker made no progress at offset {at}",
+                    path.display()
+                )));
+            }
+            let used = &bytes[..(next - at) as usize];
+            hasher.update_rayon(used);
+            self.count(used.len());
+            for child in self.store_chunks(&bytes, at, &cuts, verify, path)? {
+                list.push(child)?;
+            }
+            at = next;
+        }
+        if *hasher.finalize().as_bytes() != hash {
+            // The file changed between the two passes.
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
+            });
+        }
+        let content = FileContent {
+            size,
+            hash,
+            layout: ContentLayout::Cdc,
+            chunks: list.finish()?,
+        };
+        self.sink.remember_file(&content)?;
+        Ok(content)
+    }
+
+    fn duckdb(&self, w: &mut FileWindows, size: u64, path: &Path) -> Result<FileContent> {
+        let mut head = vec![0u8; duckdb::HEADER_AREA as usize];
+        w.read_at(&mut head, 0).at(path)?;
+        let headers = Headers::parse(&head).ok_or_else(|| StoreError::Usage(format!(
+            "{}: DuckDB header area unreadable",
+            path.display()
+        )))?;
+        let block_size = headers.block_size();
+        let ranges: Vec<_> = duckdb::block_ranges(size, block_size).collect();
+        let per_window = (WINDOW / block_size as usize).max(1);
+        let chunk = self.config.chunking.duckdb_chunk;
+        let mut list = ListWriter::new(self.sink, Grouping::Positional);
+        let mut hasher = blake3::Hasher::new();
+        for group in ranges.chunks(per_window) {
+            let off = group[0].offset;
+            let len: u64 = group.iter().map(|r| r.len).sum();
+            let bytes = w.window(off, len as usize).at(path)?;
+            hasher.update_rayon(&bytes);
+            self.count(bytes.len());
+            let per_range: Vec<Vec<Cut>> = group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
+            let cuts: Vec<Cut> = per_range.iter().flatten().copied().collect();
+            let mut children = self.store_chunks(&bytes, off, &cuts, false, path)?.into_iter();
+            for (r, rc) in group.iter().zip(&per_range) {
+                for child in children.by_ref().take(rc.len()) {
+                    list.push(child)?;
+                }
+                let tag = if r.offset >= duckdb::HEADER_AREA && r.len >= 8 {
+                    let s = (r.offset - off) as usize;
+                    u64::from_le_bytes(bytes[s..s + 8].try_into().expect("8 bytes"))
+                } else {
+                    0
+                };
+                list.end_leaf(tag)?;
+            }
+        }
+        // The header must not have moved on while the blocks were read:
+        // a checkpoint in between could leave blocks of two states.
+        let mut head_after = vec![0u8; duckdb::HEADER_AREA as usize];
+        w.read_at(&mut head_after, 0).at(path)?;
+        if head_after != head {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "checkpointed"),
+            });
+        }
+        Ok(FileContent {
+            size,
+            hash: *hasher.finalize().as_bytes(),
+            layout: ContentLayout::DuckDb {
+                block_size,
+                iteration: headers.live().iteration,
+            },
+            chunks: list.finish()?,
+        })
+    }
+
+    /// Hashes the chunks of one window, stores the new ones, and returns
+    /// the list children in order. With `verify` (mapped windows) each new
+    /// chunk is copied and re-hashed before it is claimed, so bytes that
+    /// changed under the mapping are never stored under a wrong id.
+    fn store_chunks(
+        &self,
+        bytes: &[u8],
+        base: u64,
+        cuts: &[Cut],
+        verify: bool,
+        path: &Path,
+    ) -> Result<Vec<ListChild>> {
+        let slice = |c: &Cut| &bytes[(c.offset - base) as usize..(c.end() - base) as usize];
+        let ids: Vec<ChunkId> = cuts.par_iter().map(|c| ChunkId::of(slice(c))).collect();
+        let maybe_new = self.sink.peek(&ids)?;
+        let candidates: Vec<usize> = (0..cuts.len()).filter(|&i| maybe_new[i]).collect();
+        let copies: Vec<Vec<u8>> = candidates
+            .par_iter()
+            .map(|&i| slice(&cuts[i]).to_vec())
+            .collect();
+        if verify
+            && candidates
+                .par_iter()
+                .zip(&copies)
+                .any(|(&i, copy)| ChunkId::of(copy) != ids[i])
+        {
+            return Err(StoreError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
+            });
+        }
+        let cand_ids: Vec<ChunkId> = candidates.iter().map(|&i| ids[i]).collect();
+        let claimed = self.sink.claim(&cand_ids)?;
+        // Group claimed chunks, in file order, into frames of about frame_target bytes.
+        let target = self.config.compression.frame_target as usize;
+        let mut frames: Vec<Vec<usize>> = Vec::new();
+        let mut cur: Vec<usize> = Vec::new();
+        let mut cur_len = 0;
+        for (k, &ok) in claimed.iter().enumerate() {
+            if !ok {
+                continue;
+            }
+            let len = copies[k].len();
+            if !cur.is_empty() && cur_len + len > target {
+                frames.push(std::mem::take(&mut cur));
+                cur_len = 0;
+            }
+            cur.push(k);
+            cur_len += len;
+        }
+        if !cur.is_empty() {
+            frames.push(cur);
+        }
+        let level = self.config.compression.zstd_level;
+        let encoded: Vec<Result<Vec<u8>>> = frames
+            .par_iter()
+            .map(|ks| {
+                let raw: Vec<u8> = ks.iter().flat_map(|&k| copies[k].iter().copied()).collect();
+                pack::encode_frame(&raw, level).what(path.display())
+            })
+            .collect();
+        for (ks, frame) in frames.iter().zip(encoded) {
+            let chunks: Vec<FrameChunk> = ks
+                .iter()
+                .map(|&k| (cand_ids[k], BlobKind::Data, copies[k].len() as u32))
+                .collect();
+            self.sink.add_data_frame(&frame?, &chunks)?;
+        }
+        Ok(cuts
+            .iter()
+            .zip(&ids)
+            .map(|(c, id)| ListChild {
+                id: *id,
+                len: u64::from(c.len),
+                tag: 0,
+            })
+            .collect())
+    }
+}
+
+fn w_access(w: &FileWindows) -> Access {
+    w.access()
+}

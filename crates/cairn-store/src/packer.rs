@@ -1,0 +1,261 @@
+//! The write end of the store: deduplicates chunks against the index and
+//! this run's own new chunks, and appends new ones to packs.
+//!
+//! Data and metadata go to separate packs (so metadata can later be cached
+//! or fetched apart). A pack is written to `STORE/tmp`, fsynced, renamed
+//! to `packs/<id>.pack`, the directory fsynced, and only then its entries
+//! are indexed: the index never names a chunk whose pack is not durable.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder, PackEntry};
+use cairn_format::{ChunkId, ChunkList, FileContent, PackId};
+
+use crate::atomic;
+use crate::error::{FormatContext, IoContext, Result};
+use crate::store::Store;
+
+struct OpenPack {
+    builder: PackBuilder<BufWriter<File>>,
+    temp: PathBuf,
+    ids: Vec<ChunkId>,
+}
+
+#[derive(Default)]
+struct MetaFrame {
+    chunks: Vec<(ChunkId, Vec<u8>)>,
+    bytes: usize,
+}
+
+/// Counters of what a run added.
+#[derive(Debug, Default)]
+pub(crate) struct SinkCounters {
+    pub new_chunks: AtomicU64,
+    pub new_data_bytes: AtomicU64,
+    pub new_meta_bytes: AtomicU64,
+    pub pack_bytes: AtomicU64,
+    pub packs: AtomicU64,
+}
+
+/// Deduplicating chunk sink for one run.
+pub(crate) struct ChunkSink<'s> {
+    store: &'s Store,
+    pending: Mutex<HashSet<ChunkId>>,
+    data: Mutex<Option<OpenPack>>,
+    meta: Mutex<(Option<OpenPack>, MetaFrame)>,
+    files: Mutex<Vec<([u8; 32], Vec<u8>)>>,
+    sealed: Mutex<Vec<(PackId, Vec<PackEntry>)>>,
+    pub counters: SinkCounters,
+}
+
+impl<'s> ChunkSink<'s> {
+    pub fn new(store: &'s Store) -> Self {
+        Self {
+            store,
+            pending: Mutex::new(HashSet::new()),
+            data: Mutex::new(None),
+            meta: Mutex::new((None, MetaFrame::default())),
+            files: Mutex::new(Vec::new()),
+            sealed: Mutex::new(Vec::new()),
+            counters: SinkCounters::default(),
+        }
+    }
+
+    /// For each id, whether it may be new (not indexed, not claimed yet),
+    /// without claiming it.
+    pub fn peek(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        let pending = self.pending.lock().expect("pending lock");
+        ids.iter()
+            .map(|id| Ok(!pending.contains(id) && !self.store.index().contains(id)?))
+            .collect()
+    }
+
+    /// The content recorded for a whole-file hash, if all its chunks are
+    /// still indexed at the top level.
+    pub fn known_file(&self, hash: &[u8; 32]) -> Result<Option<FileContent>> {
+        let Some(bytes) = self.store.index().file_by_hash(hash)? else {
+            return Ok(None);
+        };
+        let Ok(rec) = FileContent::decode(&bytes) else {
+            return Ok(None);
+        };
+        let top: Vec<ChunkId> = match &rec.chunks {
+            ChunkList::Inline(c) => c.iter().map(|c| c.id).collect(),
+            ChunkList::Tree { root, .. } => vec![*root],
+        };
+        for id in &top {
+            if !self.store.index().contains(id)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(rec))
+    }
+
+    /// Records a file's content under its hash for whole-file dedup; the
+    /// record reaches the index in [`finish`](Self::finish), once every
+    /// chunk it names is durable.
+    pub fn remember_file(&self, content: &FileContent) -> Result<()> {
+        let bytes = content.encode().what("file content record")?;
+        self.files
+            .lock()
+            .expect("files lock")
+            .push((content.hash, bytes));
+        Ok(())
+    }
+
+    /// For each id, whether it is new: not in the index and not claimed
+    /// earlier in this run. New ids are claimed: the caller must store them.
+    pub fn claim(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let new = !pending.contains(id) && !self.store.index().contains(id)?;
+            if new {
+                pending.insert(*id);
+            }
+            out.push(new);
+        }
+        Ok(out)
+    }
+
+    /// Appends an encoded data frame holding claimed chunks.
+    pub fn add_data_frame(&self, frame: &[u8], chunks: &[FrameChunk]) -> Result<()> {
+        let raw: u64 = chunks.iter().map(|c| u64::from(c.2)).sum();
+        self.counters
+            .new_chunks
+            .fetch_add(chunks.len() as u64, Ordering::Relaxed);
+        self.counters
+            .new_data_bytes
+            .fetch_add(raw, Ordering::Relaxed);
+        let mut slot = self.data.lock().expect("data pack lock");
+        self.append(&mut slot, frame, chunks)
+    }
+
+    /// Stores a metadata node (if new) and returns its id.
+    pub fn put_meta(&self, bytes: Vec<u8>) -> Result<ChunkId> {
+        let id = ChunkId::of(&bytes);
+        if !self.claim(&[id])?[0] {
+            return Ok(id);
+        }
+        self.counters
+            .new_meta_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let mut guard = self.meta.lock().expect("meta pack lock");
+        let (slot, frame) = &mut *guard;
+        frame.bytes += bytes.len();
+        frame.chunks.push((id, bytes));
+        if frame.bytes >= self.store.config().compression.frame_target as usize {
+            self.flush_meta_frame(slot, frame)?;
+        }
+        Ok(id)
+    }
+
+    fn flush_meta_frame(&self, slot: &mut Option<OpenPack>, frame: &mut MetaFrame) -> Result<()> {
+        if frame.chunks.is_empty() {
+            return Ok(());
+        }
+        let raw: Vec<u8> = frame.chunks.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        let encoded = pack::encode_frame(&raw, self.store.config().compression.zstd_level)
+            .what("metadata frame")?;
+        let chunks: Vec<FrameChunk> = frame
+            .chunks
+            .iter()
+            .map(|(id, b)| (*id, BlobKind::Meta, b.len() as u32))
+            .collect();
+        *frame = MetaFrame::default();
+        self.append(slot, &encoded, &chunks)
+    }
+
+    fn append(&self, slot: &mut Option<OpenPack>, frame: &[u8], chunks: &[FrameChunk]) -> Result<()> {
+        if slot.is_none() {
+            let (f, temp) = atomic::create_temp(&self.store.tmp_dir(), "pack")?;
+            let builder = PackBuilder::new(BufWriter::with_capacity(1 << 20, f)).at(&temp)?;
+            *slot = Some(OpenPack {
+                builder,
+                temp,
+                ids: Vec::new(),
+            });
+        }
+        let open = slot.as_mut().expect("just opened");
+        open.builder.add_frame(frame, chunks).at(&open.temp)?;
+        open.ids.extend(chunks.iter().map(|c| c.0));
+        if open.builder.len() >= self.store.config().pack_target {
+            self.seal(slot.take().expect("open"))?;
+        }
+        Ok(())
+    }
+
+    /// Finishes a pack: trailer, fsync, rename, dir fsync, then index.
+    fn seal(&self, open: OpenPack) -> Result<()> {
+        let temp = open.temp;
+        let (id, trailer, len, w) = open.builder.finish().at(&temp)?;
+        let f = w.into_inner().map_err(|e| e.into_error()).at(&temp)?;
+        f.sync_all().at(&temp)?;
+        drop(f);
+        let dest = self.store.pack_path(&id);
+        if dest.exists() {
+            // The same pack bytes exist already (identical content).
+            let _ = fs::remove_file(&temp);
+        } else {
+            atomic::commit(&temp, &dest, true)?;
+            self.counters.pack_bytes.fetch_add(len, Ordering::Relaxed);
+            self.counters.packs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.store.index().add_pack(id, len, &trailer.entries)?;
+        self.sealed
+            .lock()
+            .expect("sealed lock")
+            .push((id, trailer.entries));
+        let mut pending = self.pending.lock().expect("pending lock");
+        for id in &open.ids {
+            pending.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Seals every open pack and flushes the index.
+    pub fn finish(&self) -> Result<()> {
+        {
+            let mut guard = self.meta.lock().expect("meta pack lock");
+            let (slot, frame) = &mut *guard;
+            self.flush_meta_frame(slot, frame)?;
+            if let Some(open) = slot.take() {
+                self.seal(open)?;
+            }
+        }
+        if let Some(open) = self.data.lock().expect("data pack lock").take() {
+            self.seal(open)?;
+        }
+        for (hash, rec) in self.files.lock().expect("files lock").drain(..) {
+            self.store.index().put_file(&hash, &rec)?;
+        }
+        self.store.index().flush()?;
+        Ok(())
+    }
+
+    /// Undoes the run after a failure: open packs are dropped, and packs
+    /// sealed by this run are removed from the index and deleted, so the
+    /// store is as it was.
+    pub fn abandon(&self) {
+        let sealed = std::mem::take(&mut *self.sealed.lock().unwrap_or_else(|e| e.into_inner()));
+        for (id, entries) in sealed {
+            if self.store.index().remove_pack(id, &entries).is_ok() {
+                let _ = fs::remove_file(self.store.pack_path(&id));
+            }
+        }
+        let _ = self.store.index().flush();
+        let drop_open = |open: Option<OpenPack>| {
+            if let Some(o) = open {
+                drop(o.builder);
+                let _ = fs::remove_file(&o.temp);
+            }
+        };
+        drop_open(self.data.lock().map(|mut g| g.take()).unwrap_or(None));
+        drop_open(self.meta.lock().map(|mut g| g.0.take()).unwrap_or(None));
+    }
+}

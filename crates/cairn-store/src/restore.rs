@@ -1,0 +1,307 @@
+//! Restore: plan (walk the snapshot's trees, check every name) then
+//! execute (directories, files in parallel, symlinks, directory times).
+//!
+//! Every chunk is checked against its id as it is read and every file
+//! against its whole-file hash before it is renamed into place from a
+//! temp name in the same directory, so a damaged file never appears under
+//! its real name. Names are single path components (no `/`, `..`, `.`),
+//! directories are created by the restore itself and checked not to be
+//! symlinks, and symlinks are created last, so no write can leave the
+//! target.
+
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use cairn_format::{ChunkId, EntryKind, EntryMeta, FileContent, Manifest, SnapshotId};
+
+use crate::atomic;
+use crate::error::{IoContext, Result, StoreError};
+use crate::reader::{ChunkReader, FrameCache};
+use crate::snapshot::Progress;
+use crate::store::Store;
+use crate::tree::{for_each_chunk, load_tree};
+
+/// What to restore where.
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The directory to restore into.
+    pub target: PathBuf,
+    /// Allow a non-empty target (existing files of the same name are replaced).
+    pub overwrite: bool,
+}
+
+/// A file to restore.
+#[derive(Clone, Debug)]
+pub struct PlannedFile {
+    /// Path relative to the target.
+    pub rel: PathBuf,
+    /// Metadata to restore.
+    pub meta: EntryMeta,
+    /// Content.
+    pub content: FileContent,
+}
+
+/// Everything a restore will write, checked before anything is written.
+#[derive(Clone, Debug, Default)]
+pub struct RestorePlan {
+    /// Directories, parents first, with their metadata.
+    pub dirs: Vec<(PathBuf, Option<EntryMeta>)>,
+    /// Regular files.
+    pub files: Vec<PlannedFile>,
+    /// Symlinks and their targets.
+    pub symlinks: Vec<(PathBuf, Vec<u8>, EntryMeta)>,
+    /// Total bytes of file content.
+    pub bytes: u64,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreReport {
+    /// Files restored and verified.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Files that could not be restored, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Walks a snapshot into a restore plan, refusing unsafe names. With more
+/// than one root, each root goes under a directory named by its label.
+pub fn plan(store: &Store, manifest: &Manifest) -> Result<RestorePlan> {
+    let reader = ChunkReader::new(store);
+    let mut cache = FrameCache::default();
+    let mut plan = RestorePlan::default();
+    let several = manifest.roots.len() > 1;
+    for root in &manifest.roots {
+        let base = if several {
+            let label = root.label.as_bytes();
+            if label.is_empty() || label.contains(&b'/') || label == b".." || label == b"." {
+                return Err(StoreError::UnsafePath {
+                    detail: format!("root label {:?}", root.label),
+                });
+            }
+            plan.dirs.push((PathBuf::from(&root.label), None));
+            PathBuf::from(&root.label)
+        } else {
+            PathBuf::new()
+        };
+        if let Some(tree) = root.tree {
+            walk_plan(&reader, &mut cache, &tree, &base, &mut plan)?;
+        }
+        if let Some(entry) = &root.file {
+            let name = entry.safe_name().map_err(|e| StoreError::UnsafePath {
+                detail: e.to_string(),
+            })?;
+            add_entry(&reader, &mut cache, base.join(std::ffi::OsStr::from_bytes(name)), entry, &mut plan)?;
+        }
+    }
+    Ok(plan)
+}
+
+fn walk_plan(
+    reader: &ChunkReader<'_>,
+    cache: &mut FrameCache,
+    tree: &ChunkId,
+    rel: &Path,
+    plan: &mut RestorePlan,
+) -> Result<()> {
+    let ctx = || format!("directory {:?}", rel.display().to_string());
+    let node = load_tree(reader, tree, cache, &ctx)?;
+    for e in &node.entries {
+        let name = e.safe_name().map_err(|err| StoreError::UnsafePath {
+            detail: format!("{err} in {}", ctx()),
+        })?;
+        add_entry(reader, cache, rel.join(std::ffi::OsStr::from_bytes(name)), e, plan)?;
+    }
+    Ok(())
+}
+
+fn add_entry(
+    reader: &ChunkReader<'_>,
+    cache: &mut FrameCache,
+    rel: PathBuf,
+    e: &cairn_format::TreeEntry,
+    plan: &mut RestorePlan,
+) -> Result<()> {
+    match &e.kind {
+        EntryKind::File(c) => {
+            plan.bytes += c.size;
+            plan.files.push(PlannedFile {
+                rel,
+                meta: e.meta.clone(),
+                content: c.clone(),
+            });
+        }
+        EntryKind::Dir(id) => {
+            plan.dirs.push((rel.clone(), Some(e.meta.clone())));
+            walk_plan(reader, cache, id, &rel, plan)?;
+        }
+        EntryKind::Symlink(t) => plan.symlinks.push((rel, t.clone(), e.meta.clone())),
+    }
+    Ok(())
+}
+
+/// Restores a snapshot: plans, checks the target, then writes.
+pub fn restore(store: &Store, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
+    let manifest = store.load_manifest(opts.snapshot)?;
+    let plan = plan(store, &manifest)?;
+    let target = &opts.target;
+    match fs::symlink_metadata(target) {
+        Ok(m) if !m.is_dir() => {
+            return Err(StoreError::Usage(format!(
+                "restore target {} exists and is not a directory",
+                target.display()
+            )))
+        }
+        Ok(_) => {
+            let non_empty = fs::read_dir(target).at(target)?.next().is_some();
+            if non_empty && !opts.overwrite {
+                return Err(StoreError::TargetNotEmpty {
+                    path: target.clone(),
+                });
+            }
+        }
+        Err(_) => fs::create_dir_all(target).at(target)?,
+    }
+    execute(store, &plan, target, progress)
+}
+
+/// Creates `dir` unless it exists as a real directory; a symlink or file
+/// in its place is refused.
+fn ensure_dir(dir: &Path) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(StoreError::UnsafePath {
+            detail: format!("{} exists and is not a directory", dir.display()),
+        }),
+        Err(_) => fs::create_dir(dir).at(dir),
+    }
+}
+
+fn set_mtime(f: &File, meta: &EntryMeta) -> std::io::Result<()> {
+    let t = if meta.mtime_ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(meta.mtime_ns as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    f.set_times(FileTimes::new().set_modified(t))
+}
+
+/// Writes a plan into `target`, which exists.
+pub fn execute(store: &Store, plan: &RestorePlan, target: &Path, progress: &dyn Progress) -> Result<RestoreReport> {
+    progress.start(plan.files.len() as u64, plan.bytes);
+    for (rel, _) in &plan.dirs {
+        ensure_dir(&target.join(rel))?;
+    }
+    let reader = ChunkReader::new(store);
+    let outcomes: Vec<(usize, std::result::Result<u64, String>)> = plan
+        .files
+        .par_iter()
+        .enumerate()
+        .map_init(
+            || (FrameCache::default(), FrameCache::default()),
+            |(lists, data), (i, f)| {
+            let r = restore_file(&reader, lists, data, f, target, progress).map_err(|e| e.to_string());
+            progress.file_done();
+            (i, r)
+        })
+        .collect();
+    for (rel, _) in &plan.dirs {
+        atomic::sync_dir(&target.join(rel))?;
+    }
+    atomic::sync_dir(target)?;
+    let mut report = RestoreReport::default();
+    for (i, r) in outcomes {
+        match r {
+            Ok(n) => {
+                report.files += 1;
+                report.bytes += n;
+            }
+            Err(e) => report.failed.push((plan.files[i].rel.clone(), e)),
+        }
+    }
+    for (rel, link, _) in &plan.symlinks {
+        let dest = target.join(rel);
+        if let Ok(m) = fs::symlink_metadata(&dest) {
+            if m.is_dir() {
+                return Err(StoreError::UnsafePath {
+                    detail: format!("{} is a directory where the snapshot has a symlink", dest.display()),
+                });
+            }
+            fs::remove_file(&dest).at(&dest)?;
+        }
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), &dest).at(&dest)?;
+    }
+    for (rel, meta) in plan.dirs.iter().rev() {
+        let dir = target.join(rel);
+        if let Some(meta) = meta {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(meta.mode & 0o7777)).at(&dir)?;
+            if let Ok(f) = File::open(&dir) {
+                let _ = set_mtime(&f, meta);
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn restore_file(
+    reader: &ChunkReader<'_>,
+    lists: &mut FrameCache,
+    data: &mut FrameCache,
+    f: &PlannedFile,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let dest = target.join(&f.rel);
+    let dir = dest.parent().unwrap_or(target);
+    let stem = format!(".{}.cairn-restore", f.rel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let temp = atomic::temp_path(dir, &stem);
+    let file = OpenOptions::new().write(true).create_new(true).open(&temp).at(&temp)?;
+    let result = (|| {
+        let mut out = BufWriter::with_capacity(1 << 20, &file);
+        let mut hasher = blake3::Hasher::new();
+        let mut written = 0u64;
+        let ctx = || f.rel.display().to_string();
+        let mut write_err = None;
+        for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
+            reader.with_chunk(&child.id, data, &ctx, |bytes| {
+                hasher.update(bytes);
+                written += bytes.len() as u64;
+                progress.bytes(bytes.len() as u64);
+                if let Err(e) = out.write_all(bytes) {
+                    write_err.get_or_insert(e);
+                }
+            })
+        })?;
+        if let Some(e) = write_err {
+            return Err(e).at(&temp);
+        }
+        out.flush().at(&temp)?;
+        drop(out);
+        if written != f.content.size || *hasher.finalize().as_bytes() != f.content.hash {
+            return Err(StoreError::FileHashMismatch { path: f.rel.clone() });
+        }
+        file.set_permissions(fs::Permissions::from_mode(f.meta.mode & 0o7777)).at(&temp)?;
+        set_mtime(&file, &f.meta).at(&temp)?;
+        file.sync_all().at(&temp)?;
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+            return Err(StoreError::UnsafePath {
+                detail: format!("{} is a directory where the snapshot has a file", dest.display()),
+            });
+        }
+        fs::rename(&temp, &dest).at(&dest)?;
+        Ok(written)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}

@@ -1,0 +1,312 @@
+//! An opened store: its layout on disk, its config, and its index kept in
+//! step with the packs and manifests it caches.
+//!
+//! ```text
+//! STORE/config               store config (envelope)
+//! STORE/packs/<id>.pack      immutable packs, named by blake3 of content
+//! STORE/snapshots/<id>       immutable manifests, named 2026-03-08T120000Z
+//! STORE/index/               sled index: a cache, rebuilt when missing
+//! STORE/tmp/                 temp files; never read, removed on open
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use cairn_format::pack::{self, PackTrailer};
+use cairn_format::{Manifest, PackId, SnapshotId, StoreConfig};
+use cairn_index::{Index, IndexState};
+
+use crate::atomic;
+use crate::error::{FormatContext, IoContext, Result, StoreError};
+
+/// What [`Store::open`] or [`Store::rebuild_index`] did to the index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexSync {
+    /// The index was rebuilt from scratch.
+    pub rebuilt: bool,
+    /// Packs found on disk and added.
+    pub packs_added: usize,
+    /// Snapshots added to the catalog.
+    pub snapshots_added: usize,
+    /// Snapshots dropped from the catalog (their manifest is gone).
+    pub snapshots_dropped: usize,
+    /// Packs whose trailer could not be read (left out of the index).
+    pub unreadable_packs: Vec<(PackId, String)>,
+}
+
+/// An opened store.
+pub struct Store {
+    root: PathBuf,
+    config: StoreConfig,
+    index: Index,
+    sync: IndexSync,
+}
+
+impl Store {
+    /// Creates a new store at `path` (which must be absent or empty).
+    pub fn init(path: &Path) -> Result<StoreConfig> {
+        if path.exists() {
+            let mut entries = fs::read_dir(path).at(path)?;
+            if entries.next().is_some() {
+                return Err(StoreError::AlreadyExists {
+                    path: path.to_owned(),
+                });
+            }
+        }
+        fs::create_dir_all(path).at(path)?;
+        for d in ["packs", "snapshots", "tmp"] {
+            fs::create_dir_all(path.join(d)).at(path.join(d))?;
+        }
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Usage(format!("no randomness: {e}")))?;
+        let config = StoreConfig::new(id);
+        let bytes = config.encode().what("store config")?;
+        atomic::write_file(&path.join("tmp"), &path.join("config"), &bytes, false)?;
+        atomic::sync_dir(path)?;
+        Ok(config)
+    }
+
+    /// Opens the store at `path`, bringing its index in step with the packs
+    /// and manifests (rebuilding it if it is missing or foreign).
+    pub fn open(path: &Path) -> Result<Self> {
+        let cfg_path = path.join("config");
+        let bytes = match fs::read(&cfg_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotAStore {
+                    path: path.to_owned(),
+                })
+            }
+            Err(e) => return Err(e).at(&cfg_path),
+        };
+        let config = StoreConfig::decode(&bytes).what(cfg_path.display())?;
+        let tmp = path.join("tmp");
+        fs::create_dir_all(&tmp).at(&tmp)?;
+        let (index, state) = Index::open(&path.join("index"), config.store_id)?;
+        let mut store = Self {
+            root: path.to_owned(),
+            config,
+            index,
+            sync: IndexSync::default(),
+        };
+        store.sync = store.sync_index(state == IndexState::NeedsRebuild)?;
+        Ok(store)
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The config.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// What opening did to the index.
+    pub fn index_sync(&self) -> &IndexSync {
+        &self.sync
+    }
+
+    /// The temp directory.
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Path of a pack.
+    pub fn pack_path(&self, id: &PackId) -> PathBuf {
+        self.root.join("packs").join(format!("{}.pack", id.to_hex()))
+    }
+
+    fn manifest_path(&self, id: SnapshotId) -> PathBuf {
+        self.root.join("snapshots").join(id.to_string())
+    }
+
+    /// Every pack file on disk with its length.
+    pub fn pack_files(&self) -> Result<BTreeMap<PackId, u64>> {
+        let dir = self.root.join("packs");
+        let mut out = BTreeMap::new();
+        for e in fs::read_dir(&dir).at(&dir)? {
+            let e = e.at(&dir)?;
+            let name = e.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".pack")) else {
+                continue;
+            };
+            let Ok(id) = hex.parse::<PackId>() else {
+                continue;
+            };
+            out.insert(id, e.metadata().at(e.path())?.len());
+        }
+        Ok(out)
+    }
+
+    /// Every manifest file on disk.
+    pub fn manifest_ids(&self) -> Result<BTreeSet<SnapshotId>> {
+        let dir = self.root.join("snapshots");
+        let mut out = BTreeSet::new();
+        for e in fs::read_dir(&dir).at(&dir)? {
+            let e = e.at(&dir)?;
+            if let Some(id) = e.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads and decodes a pack's trailer (and checks its header).
+    pub fn read_trailer(&self, id: &PackId) -> Result<PackTrailer> {
+        let path = self.pack_path(id);
+        let f = File::open(&path).at(&path)?;
+        let len = f.metadata().at(&path)?.len();
+        let mut header = [0u8; pack::HEADER_LEN as usize];
+        let mut footer = [0u8; pack::FOOTER_LEN as usize];
+        if len < pack::HEADER_LEN + pack::FOOTER_LEN {
+            return Err(cairn_format::FormatError::Truncated { what: "pack" })
+                .what(format!("pack {id}"));
+        }
+        f.read_exact_at(&mut header, 0).at(&path)?;
+        pack::check_header(&header).what(format!("pack {id}"))?;
+        f.read_exact_at(&mut footer, len - pack::FOOTER_LEN).at(&path)?;
+        let (off, tlen) = pack::trailer_location(len, &footer).what(format!("pack {id}"))?;
+        let mut trailer = vec![0u8; tlen as usize];
+        f.read_exact_at(&mut trailer, off).at(&path)?;
+        pack::decode_trailer(&trailer, off).what(format!("pack {id}"))
+    }
+
+    /// Brings the index in step with the store: packs on disk but not
+    /// indexed are added; a pack indexed but gone forces a full rebuild;
+    /// the catalog follows the manifests.
+    fn sync_index(&self, from_scratch: bool) -> Result<IndexSync> {
+        let mut report = IndexSync {
+            rebuilt: from_scratch,
+            ..IndexSync::default()
+        };
+        let on_disk = self.pack_files()?;
+        let mut indexed: BTreeMap<PackId, u64> = self.index.packs()?.into_iter().collect();
+        let vanished = indexed
+            .iter()
+            .any(|(id, len)| on_disk.get(id) != Some(len));
+        if vanished && !from_scratch {
+            self.index.clear()?;
+            report.rebuilt = true;
+            indexed.clear();
+        }
+        for (id, len) in &on_disk {
+            if indexed.contains_key(id) {
+                continue;
+            }
+            match self.read_trailer(id) {
+                Ok(t) => {
+                    self.index.add_pack(*id, *len, &t.entries)?;
+                    report.packs_added += 1;
+                }
+                Err(e) => report.unreadable_packs.push((*id, e.to_string())),
+            }
+        }
+        let manifests = self.manifest_ids()?;
+        let catalog: BTreeSet<SnapshotId> = self
+            .index
+            .snapshots()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for id in manifests.difference(&catalog) {
+            let path = self.manifest_path(*id);
+            let bytes = fs::read(&path).at(&path)?;
+            // A damaged manifest stays out of the catalog; `load_manifest`
+            // reports it by name when it is asked for.
+            if Manifest::decode(&bytes).is_ok() {
+                self.index.add_snapshot(*id, &bytes)?;
+                report.snapshots_added += 1;
+            }
+        }
+        for id in catalog.difference(&manifests) {
+            self.index.remove_snapshot(*id)?;
+            report.snapshots_dropped += 1;
+        }
+        if report.rebuilt || report.packs_added > 0 || report.snapshots_added > 0 {
+            self.index.mark_complete()?;
+        }
+        Ok(report)
+    }
+
+    /// Throws the index away and rebuilds it from packs and manifests.
+    pub fn rebuild_index(&mut self) -> Result<IndexSync> {
+        self.index.clear()?;
+        self.sync = self.sync_index(true)?;
+        Ok(self.sync.clone())
+    }
+
+    /// Every snapshot's manifest, oldest first (from the catalog).
+    pub fn snapshots(&self) -> Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for (id, bytes) in self.index.snapshots()? {
+            out.push(Manifest::decode(&bytes).what(format!("snapshot {id} (index)"))?);
+        }
+        Ok(out)
+    }
+
+    /// Resolves `latest` or an id to an existing snapshot.
+    pub fn resolve(&self, name: &str) -> Result<SnapshotId> {
+        let ids = self.manifest_ids()?;
+        if name == "latest" {
+            return ids.last().copied().ok_or(StoreError::UnknownSnapshot {
+                id: "latest (the store has no snapshots)".into(),
+            });
+        }
+        let id: SnapshotId = name.parse().map_err(|_| StoreError::UnknownSnapshot {
+            id: format!("{name:?} (ids look like 2026-03-08T120000Z, or use latest)"),
+        })?;
+        if ids.contains(&id) {
+            Ok(id)
+        } else {
+            Err(StoreError::UnknownSnapshot { id: name.into() })
+        }
+    }
+
+    /// Reads a manifest from its file (the truth, not the catalog).
+    pub fn load_manifest(&self, id: SnapshotId) -> Result<Manifest> {
+        let path = self.manifest_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::UnknownSnapshot { id: id.to_string() })
+            }
+            Err(e) => return Err(e).at(&path),
+        };
+        let m = Manifest::decode(&bytes).what(format!("snapshot {id}"))?;
+        if m.id != id {
+            return Err(StoreError::Format {
+                what: format!("snapshot {id}"),
+                source: cairn_format::FormatError::Invalid {
+                    what: "snapshot manifest",
+                    detail: format!("file holds snapshot {}", m.id),
+                },
+            });
+        }
+        Ok(m)
+    }
+
+    /// Writes a new manifest (never replacing one) and catalogs it.
+    pub(crate) fn write_manifest(&self, m: &Manifest) -> Result<()> {
+        let bytes = m.encode().what(format!("snapshot {}", m.id))?;
+        atomic::write_file(&self.tmp_dir(), &self.manifest_path(m.id), &bytes, false)?;
+        self.index.add_snapshot(m.id, &bytes)?;
+        self.index.flush()?;
+        Ok(())
+    }
+
+    /// A snapshot id for a snapshot starting at unix time `now`, unique and
+    /// later than every existing one.
+    pub(crate) fn next_snapshot_id(&self, now: i64) -> Result<SnapshotId> {
+        let newest = self.manifest_ids()?.last().map_or(i64::MIN, |id| id.0);
+        Ok(SnapshotId(now.max(newest.saturating_add(1))))
+    }
+}
