@@ -1,1 +1,35 @@
-fn main() {}
+//! The `cairn` command: parses arguments, calls cairn-store, prints.
+//! No store logic lives here.
+
+mod args;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cairn: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Init => commands::init(cli),
+        Command::Snapshot(a) => commands::snapshot(cli, a),
+        Command::List => commands::list(cli),
+        Command::Ls(a) => commands::ls(cli, a),
+        Command::Restore(a) => commands::restore(cli, a),
+        Command::Stats => commands::stats(cli),
+        Command::Index(a) => commands::index(cli, a),
+    }
+}

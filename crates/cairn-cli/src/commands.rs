@@ -1,0 +1,281 @@
+//! One function per command: call the library, print the result as text
+//! or JSON.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use cairn_store::format::Manifest;
+use cairn_store::restore::{self, RestoreOptions};
+use cairn_store::snapshot::{self, SnapshotOptions, SourceSpec};
+use cairn_store::{stats, Store};
+
+use crate::args::{Cli, IndexAction, IndexArgs, LsArgs, RestoreArgs, SnapshotArgs};
+use crate::progress::Bar;
+
+fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
+    match &cli.store {
+        Some(p) => Ok(p),
+        None => bail!("no store given: pass --store PATH or set CAIRN_STORE"),
+    }
+}
+
+fn open(cli: &Cli) -> anyhow::Result<Store> {
+    let store = Store::open(store_path(cli)?)?;
+    let sync = store.index_sync();
+    if !cli.quiet && (sync.rebuilt || sync.packs_added > 0) {
+        eprintln!(
+            "cairn: index {} ({} packs added, {} snapshots cataloged)",
+            if sync.rebuilt { "rebuilt" } else { "updated" },
+            sync.packs_added,
+            sync.snapshots_added
+        );
+    }
+    for (pack, why) in &sync.unreadable_packs {
+        eprintln!("cairn: warning: pack {pack} is unreadable and was left out of the index: {why}");
+    }
+    Ok(store)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
+pub fn init(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let path = store_path(cli)?;
+    let cfg = Store::init(path)?;
+    if cli.json {
+        print_json(&json!({"store": path, "store_id": cfg.store_id_hex(), "format_version": cfg.format_version}));
+    } else if !cli.quiet {
+        println!("created store {} (id {}, format {})", path.display(), cfg.store_id_hex(), cfg.format_version);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn manifest_json(m: &Manifest) -> serde_json::Value {
+    json!({
+        "id": m.id.to_string(),
+        "parent": m.parent.map(|p| p.to_string()),
+        "hostname": m.hostname,
+        "roots": m.roots.iter().map(|r| json!({"label": r.label, "path": r.path})).collect::<Vec<_>>(),
+        "files": m.stats.files,
+        "dirs": m.stats.dirs,
+        "logical_bytes": m.stats.logical_bytes,
+        "files_unchanged": m.stats.files_unchanged,
+        "bytes_read": m.stats.bytes_read,
+        "new_chunks": m.stats.new_chunks,
+        "new_data_bytes": m.stats.new_data_bytes,
+        "new_meta_bytes": m.stats.new_meta_bytes,
+        "added_pack_bytes": m.stats.added_pack_bytes,
+        "new_packs": m.stats.new_packs,
+    })
+}
+
+pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
+    let store = open(cli)?;
+    let opts = SnapshotOptions {
+        sources: vec![SourceSpec {
+            label: "data".into(),
+            path: a.data_path.clone(),
+        }],
+        full_read: a.full_read,
+        ..Default::default()
+    };
+    let bar = Bar::new(cli.quiet || cli.json, "snapshot");
+    let started = std::time::Instant::now();
+    let report = snapshot::snapshot(&store, &opts, &bar);
+    bar.finish();
+    let report = report?;
+    for w in &report.warnings {
+        eprintln!("cairn: warning: {w}");
+    }
+    let m = &report.manifest;
+    if cli.json {
+        let mut v = manifest_json(m);
+        v["store_growth"] = json!(report.store_growth);
+        v["seconds"] = json!(started.elapsed().as_secs_f64());
+        v["warnings"] = json!(report.warnings);
+        print_json(&v);
+    } else if !cli.quiet {
+        println!(
+            "snapshot {}: {} files, {} ({} unchanged files skipped), read {}, stored {} new in {} chunks, store grew {} in {:.2}s",
+            m.id,
+            m.stats.files,
+            human(m.stats.logical_bytes),
+            m.stats.files_unchanged,
+            human(m.stats.bytes_read),
+            human(m.stats.new_data_bytes + m.stats.new_meta_bytes),
+            m.stats.new_chunks,
+            human(report.store_growth),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let store = open(cli)?;
+    let snaps = store.snapshots()?;
+    if cli.json {
+        print_json(&json!(snaps.iter().map(manifest_json).collect::<Vec<_>>()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cli.quiet {
+        println!("{:<20} {:>8} {:>12} {:>12}  roots", "snapshot", "files", "size", "added");
+    }
+    for m in &snaps {
+        println!(
+            "{:<20} {:>8} {:>12} {:>12}  {}",
+            m.id.to_string(),
+            m.stats.files,
+            human(m.stats.logical_bytes),
+            human(m.stats.added_pack_bytes),
+            m.roots.iter().map(|r| r.path.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
+    let store = open(cli)?;
+    let id = store.resolve(&a.snapshot)?;
+    let m = store.load_manifest(id)?;
+    let plan = restore::plan(&store, &m)?;
+    let mut rows: Vec<(String, &'static str, u64, u32)> = Vec::new();
+    for (p, meta) in &plan.dirs {
+        rows.push((p.display().to_string(), "dir", 0, meta.as_ref().map_or(0o755, |m| m.mode)));
+    }
+    for f in &plan.files {
+        rows.push((f.rel.display().to_string(), "file", f.content.size, f.meta.mode));
+    }
+    for (p, _, meta) in &plan.symlinks {
+        rows.push((p.display().to_string(), "symlink", 0, meta.mode));
+    }
+    rows.sort();
+    if cli.json {
+        print_json(&json!({
+            "snapshot": id.to_string(),
+            "entries": rows.iter().map(|(p, k, s, m)| json!({"path": p, "type": k, "size": s, "mode": format!("{:o}", m & 0o7777)})).collect::<Vec<_>>(),
+        }));
+    } else {
+        for (p, k, s, m) in rows {
+            println!("{:>4o} {:<7} {:>12} {}", m & 0o7777, k, s, p);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let store = open(cli)?;
+    let id = store.resolve(&a.snapshot)?;
+    let bar = Bar::new(cli.quiet || cli.json, "restore");
+    let started = std::time::Instant::now();
+    let report = restore::restore(
+        &store,
+        &RestoreOptions {
+            snapshot: id,
+            target: a.target.clone(),
+            overwrite: a.overwrite,
+        },
+        &bar,
+    );
+    bar.finish();
+    let report = report?;
+    for (p, why) in &report.failed {
+        eprintln!("cairn: error: {}: not restored: {why}", p.display());
+    }
+    if cli.json {
+        print_json(&json!({
+            "snapshot": id.to_string(),
+            "target": a.target,
+            "files": report.files,
+            "bytes": report.bytes,
+            "failed": report.failed.iter().map(|(p, w)| json!({"path": p, "error": w})).collect::<Vec<_>>(),
+            "seconds": started.elapsed().as_secs_f64(),
+        }));
+    } else if !cli.quiet {
+        println!(
+            "restored snapshot {} to {}: {} files, {} verified in {:.2}s{}",
+            id,
+            a.target.display(),
+            report.files,
+            human(report.bytes),
+            started.elapsed().as_secs_f64(),
+            if report.failed.is_empty() { String::new() } else { format!(", {} FAILED", report.failed.len()) }
+        );
+    }
+    if report.failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let store = open(cli)?;
+    let s = stats::stats(&store)?;
+    if cli.json {
+        print_json(&json!({
+            "logical_bytes": s.logical_bytes,
+            "stored_bytes": s.stored_bytes,
+            "dedup_ratio": s.dedup_ratio,
+            "packs": s.packs,
+            "chunks": s.chunks,
+            "snapshots": s.snapshots.iter().map(|l| json!({
+                "id": l.id.to_string(), "files": l.files, "logical_bytes": l.logical_bytes,
+                "added_bytes": l.added_bytes, "new_data_bytes": l.new_data_bytes, "new_meta_bytes": l.new_meta_bytes,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("snapshots:     {}", s.snapshots.len());
+    println!("logical size:  {}", human(s.logical_bytes));
+    println!("stored size:   {}", human(s.stored_bytes));
+    println!("dedup ratio:   {:.1}x", s.dedup_ratio);
+    println!("packs, chunks: {}, {}", s.packs, s.chunks);
+    println!();
+    println!("{:<20} {:>12} {:>12} {:>12}", "snapshot", "size", "added", "new meta");
+    for l in &s.snapshots {
+        println!(
+            "{:<20} {:>12} {:>12} {:>12}",
+            l.id.to_string(),
+            human(l.logical_bytes),
+            human(l.added_bytes),
+            human(l.new_meta_bytes)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn index(cli: &Cli, a: &IndexArgs) -> anyhow::Result<ExitCode> {
+    match a.action {
+        IndexAction::Rebuild => {
+            let mut store = Store::open(store_path(cli)?).context("opening the store")?;
+            let r = store.rebuild_index()?;
+            if cli.json {
+                print_json(&json!({"packs": r.packs_added, "snapshots": r.snapshots_added,
+                    "unreadable_packs": r.unreadable_packs.iter().map(|(p, w)| json!({"pack": p.to_hex(), "error": w})).collect::<Vec<_>>()}));
+            } else if !cli.quiet {
+                println!("index rebuilt: {} packs, {} snapshots", r.packs_added, r.snapshots_added);
+            }
+            Ok(if r.unreadable_packs.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+/// Bytes as a short human string (binary units).
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
