@@ -65,6 +65,8 @@ impl Store {
         let bytes = config.encode().what("store config")?;
         atomic::write_file(&path.join("tmp"), &path.join("config"), &bytes, false)?;
         atomic::sync_dir(path)?;
+        let (index, _) = Index::open(&path.join("index"), config.store_id)?;
+        index.mark_complete()?;
         Ok(config)
     }
 
