@@ -1,0 +1,7 @@
+//! Integration tests: the real `cairn` binary on real directories, and
+//! real DuckDB files made by the generator (`tests/hitkeep_gen.py`).
+//! One test binary, a module per concern.
+
+mod common;
+mod restore_safety;
+mod roundtrip;
