@@ -2,6 +2,7 @@
 //! real DuckDB files made by the generator (`tests/hitkeep_gen.py`).
 //! One test binary, a module per concern.
 
+mod bad_input;
 mod common;
 mod restore_safety;
 mod roundtrip;

@@ -1,0 +1,583 @@
+//! Bad input: every mistake a user (or a damaged disk) can make gives one
+//! clear error line naming the thing, a non-zero exit, no panic, and leaves
+//! the store byte-for-byte as it was (the `index/` cache aside).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cairn_format::pack::{self, BlobKind};
+use cairn_format::{StoreConfig, FORMAT_VERSION};
+
+use crate::common::*;
+
+/// Every file and directory under a store except the top-level `index/`
+/// cache: relative path -> (kind, mode, blake3 of content).
+fn store_digest(store: &Path) -> BTreeMap<PathBuf, (char, u32, [u8; 32])> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (char, u32, [u8; 32])>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_owned();
+            if rel == Path::new("index") {
+                continue;
+            }
+            let m = fs::symlink_metadata(&p).unwrap();
+            let mode = m.mode() & 0o7777;
+            if m.is_dir() {
+                out.insert(rel, ('d', mode, [0; 32]));
+                walk(root, &p, out);
+            } else {
+                let h = *blake3::hash(&fs::read(&p).unwrap()).as_bytes();
+                out.insert(rel, ('f', mode, h));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if store.exists() {
+        walk(store, store, &mut out);
+    }
+    out
+}
+
+/// Asserts a failed run: non-zero exit, no panic or backtrace, exactly one
+/// `cairn: error:` line, and nothing else but warnings and index notes.
+/// Returns the error line.
+fn one_error(out: &Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{what}: should fail\n{err}");
+    assert_eq!(out.status.code(), Some(1), "{what}: exit code\n{err}");
+    assert!(!err.contains("panicked"), "{what}: panic\n{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "{what}: backtrace\n{err}");
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cairn: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{what}: want one error line\n{err}");
+    for l in err.lines() {
+        assert!(
+            l.starts_with("cairn: error:")
+                || l.starts_with("cairn: warning:")
+                || l.starts_with("cairn: index "),
+            "{what}: stray stderr line {l:?}\n{err}"
+        );
+    }
+    errors[0].to_string()
+}
+
+/// Like [`one_error`], and stderr is that single line and nothing else.
+fn only_error(out: &Output, what: &str) -> String {
+    let line = one_error(out, what);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+    line
+}
+
+/// Runs `cairn` with exactly `args` (no `--store` added), no store in the env.
+fn cairn_raw(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(cairn_bin())
+        .args(args)
+        .env_remove("CAIRN_STORE")
+        .env_remove("HITKEEP_DATA_PATH")
+        .output()
+        .expect("run cairn")
+}
+
+/// A command prefix under which permission bits bind: nothing for an
+/// ordinary user; for root, `setpriv` dropping the two capabilities that
+/// let root read and search anything (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH).
+fn unprivileged_prefix(probe_dir: &Path) -> Vec<String> {
+    if fs::metadata(probe_dir).unwrap().uid() != 0 {
+        return Vec::new();
+    }
+    vec![
+        "setpriv".into(),
+        "--bounding-set=-dac_override,-dac_read_search".into(),
+    ]
+}
+
+/// Runs `cairn --store STORE args` under [`unprivileged_prefix`].
+fn cairn_unprivileged(s: &Scratch, args: &[&str]) -> Output {
+    let prefix = unprivileged_prefix(s.dir.path());
+    let mut cmd = match prefix.split_first() {
+        Some((p, rest)) => {
+            let mut c = Command::new(p);
+            c.args(rest).arg(cairn_bin());
+            c
+        }
+        None => Command::new(cairn_bin()),
+    };
+    cmd.arg("--store")
+        .arg(s.store())
+        .args(args)
+        .env_remove("CAIRN_STORE")
+        .env_remove("HITKEEP_DATA_PATH")
+        .output()
+        .expect("run cairn (setpriv is needed when the tests run as root)")
+}
+
+/// Asserts `path` really cannot be read under [`unprivileged_prefix`]
+/// (otherwise the test would prove nothing).
+fn assert_unreadable(s: &Scratch, path: &Path, tool: &str) {
+    let prefix = unprivileged_prefix(s.dir.path());
+    let mut argv: Vec<String> = prefix;
+    argv.push(tool.into());
+    argv.push(path.to_str().unwrap().into());
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?} ({e}); setpriv is needed as root"));
+    assert!(
+        !out.status.success(),
+        "{} is still readable by {argv:?}: the test could not make it unreadable",
+        path.display()
+    );
+}
+
+fn random_bytes(n: usize, seed: &str) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    blake3::Hasher::new()
+        .update(seed.as_bytes())
+        .finalize_xof()
+        .fill(&mut v);
+    v
+}
+
+/// A store with one snapshot of a small tree; returns (scratch, data dir, id).
+fn store_with_snapshot() -> (Scratch, PathBuf, String) {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("sub/small.txt"), b"small and fine").unwrap();
+    fs::write(data.join("big.bin"), random_bytes(600_000, "big")).unwrap();
+    s.ok(&["init"]);
+    let snap = s.snapshot(&data);
+    let id = snap["id"].as_str().unwrap().to_string();
+    (s, data, id)
+}
+
+#[test]
+fn missing_data_path_is_named_and_store_untouched() {
+    let (s, _, _) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let missing = s.path("no-such-data");
+    let out = s.cairn(&["snapshot", "--data-path", missing.to_str().unwrap()]);
+    let line = only_error(&out, "missing data path");
+    assert!(line.contains(missing.to_str().unwrap()), "{line}");
+    assert!(line.contains("does not exist"), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
+    assert!(!missing.exists());
+}
+
+/// A file cairn cannot open fails the snapshot, names the file, and the
+/// run is undone completely: a pack sealed earlier in the same run (the
+/// three 12 MiB files fill more than one 32 MiB pack before the unreadable
+/// file is reached) is removed again. Once the file is readable, the next
+/// snapshot stores everything and restores it, so the undone run left no
+/// index entries for chunks it deleted.
+#[test]
+fn unreadable_file_fails_snapshot_and_undoes_the_run() {
+    let (s, _, _) = store_with_snapshot();
+    let data = s.path("data2");
+    fs::create_dir_all(&data).unwrap();
+    for name in ["a.bin", "b.bin", "c.bin"] {
+        fs::write(data.join(name), random_bytes(12 << 20, name)).unwrap();
+    }
+    let locked = data.join("zz-locked.bin");
+    fs::write(&locked, random_bytes(5 << 20, "zz")).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    assert_unreadable(&s, &locked, "cat");
+    let before = store_digest(&s.store());
+    let out = cairn_unprivileged(&s, &["snapshot", "--data-path", data.to_str().unwrap()]);
+    let line = only_error(&out, "unreadable file");
+    assert!(line.contains(locked.to_str().unwrap()), "{line}");
+    assert!(line.contains("Permission denied"), "{line}");
+    assert_eq!(
+        store_digest(&s.store()),
+        before,
+        "the failed snapshot left something in the store"
+    );
+    let list: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "list"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o600)).unwrap();
+    s.snapshot(&data);
+    let target = s.path("restored");
+    s.ok(&["restore", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&data, &target);
+}
+
+/// A directory cairn cannot list fails the snapshot naming the directory.
+#[test]
+fn unlistable_directory_fails_snapshot_naming_it() {
+    let (s, data, _) = store_with_snapshot();
+    let locked = data.join("sub/locked");
+    fs::create_dir_all(&locked).unwrap();
+    fs::write(locked.join("inner"), b"x").unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    assert_unreadable(&s, &locked, "ls");
+    let before = store_digest(&s.store());
+    let out = cairn_unprivileged(&s, &["snapshot", "--data-path", data.to_str().unwrap()]);
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    let line = only_error(&out, "unlistable directory");
+    assert!(line.contains(locked.to_str().unwrap()), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
+}
+
+/// The OS error text appears once in an I/O error line, not twice.
+#[test]
+#[ignore = "bug: StoreError::Io displays \"{path}: {source}\" and also exposes `source` as the error source, so the CLI's `{e:#}` prints the OS error twice: \"/x/a: Permission denied (os error 13): Permission denied (os error 13)\""]
+fn io_error_text_is_not_repeated() {
+    let (s, data, _) = store_with_snapshot();
+    let locked = data.join("sub/small.txt");
+    // Changed, so the walk does not take it from the parent; then locked.
+    fs::write(&locked, b"changed!").unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    assert_unreadable(&s, &locked, "cat");
+    let out = cairn_unprivileged(&s, &["snapshot", "--data-path", data.to_str().unwrap()]);
+    let line = only_error(&out, "unreadable file");
+    assert_eq!(
+        line.matches("Permission denied").count(),
+        1,
+        "OS error repeated: {line}"
+    );
+}
+
+/// FIFOs, sockets and devices are skipped with a warning naming them; the
+/// snapshot succeeds and restore leaves them out. (Used in place of an
+/// "unreadable file" where permission bits cannot bind; both are tested.)
+#[test]
+fn special_files_are_skipped_with_a_warning() {
+    let (s, data, _) = store_with_snapshot();
+    let fifo = data.join("sub/a-fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let sock_path = data.join("sock");
+    let _sock = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let out = s.cairn(&["snapshot", "--data-path", data.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for p in [&fifo, &sock_path] {
+        let warned = err
+            .lines()
+            .any(|l| l.starts_with("cairn: warning:") && l.contains(p.to_str().unwrap()));
+        assert!(warned, "no warning naming {}:\n{err}", p.display());
+    }
+    let target = s.path("t");
+    s.ok(&["restore", "--target", target.to_str().unwrap()]);
+    assert!(fs::symlink_metadata(target.join("sub/a-fifo")).is_err());
+    assert!(fs::symlink_metadata(target.join("sock")).is_err());
+    assert_eq!(
+        fs::read(target.join("sub/small.txt")).unwrap(),
+        b"small and fine"
+    );
+}
+
+#[test]
+fn store_not_initialised_is_refused_and_not_created() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), b"x").unwrap();
+    let empty = s.path("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let absent = s.path("absent");
+    for store in [&empty, &absent] {
+        for args in [
+            vec!["list"],
+            vec!["stats"],
+            vec!["ls", "latest"],
+            vec!["snapshot", "--data-path", data.to_str().unwrap()],
+            vec!["restore", "--target", s.path("t").to_str().unwrap()],
+        ] {
+            let mut full: Vec<&std::ffi::OsStr> = vec!["--store".as_ref(), store.as_os_str()];
+            full.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+            let out = cairn_raw(&full);
+            let line = only_error(&out, &format!("{args:?} on {}", store.display()));
+            assert!(line.contains(store.to_str().unwrap()), "{line}");
+            assert!(line.contains("cairn init"), "{line}");
+        }
+    }
+    assert_eq!(
+        fs::read_dir(&empty).unwrap().count(),
+        0,
+        "empty dir written"
+    );
+    assert!(!absent.exists(), "absent store created");
+    assert!(!s.path("t").exists(), "restore target created");
+}
+
+#[test]
+fn no_store_given_is_refused() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    let t = s.path("t");
+    for args in [
+        vec!["init"],
+        vec!["list"],
+        vec!["snapshot", "--data-path", data.to_str().unwrap()],
+        vec!["restore", "--target", t.to_str().unwrap()],
+        vec!["index", "rebuild"],
+    ] {
+        let argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let out = cairn_raw(&argv);
+        let line = only_error(&out, &format!("{args:?} without a store"));
+        assert!(line.contains("--store"), "{line}");
+        assert!(line.contains("CAIRN_STORE"), "{line}");
+    }
+    // Nothing was created anywhere we can see.
+    let mut left: Vec<_> = fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![std::ffi::OsString::from("data")]);
+}
+
+#[test]
+fn unknown_snapshot_id_is_named() {
+    let (s, _, id) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let unknown = "2020-01-01T000000Z";
+    assert_ne!(id, unknown);
+    let t = s.path("t");
+    let out = s.cairn(&[
+        "restore",
+        "--snapshot",
+        unknown,
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    let line = only_error(&out, "restore unknown id");
+    assert!(line.contains(unknown), "{line}");
+    assert!(!t.exists(), "target created for an unknown snapshot");
+    let line = only_error(&s.cairn(&["ls", unknown]), "ls unknown id");
+    assert!(line.contains(unknown), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
+
+    // `latest` on a store without snapshots says so.
+    let s2 = Scratch::new();
+    s2.ok(&["init"]);
+    let out = s2.cairn(&["restore", "--target", t.to_str().unwrap()]);
+    let line = only_error(&out, "latest on empty store");
+    assert!(line.contains("latest"), "{line}");
+    assert!(line.contains("no snapshots"), "{line}");
+    assert!(!t.exists());
+}
+
+#[test]
+fn malformed_snapshot_id_is_named_with_the_expected_form() {
+    let (s, _, _) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let t = s.path("t");
+    for bad in [
+        "yesterday",
+        "2026-03-08",
+        "2026-13-08T120000Z",
+        "2026-03-08T12:00:00Z",
+        "",
+    ] {
+        let out = s.cairn(&[
+            "restore",
+            "--snapshot",
+            bad,
+            "--target",
+            t.to_str().unwrap(),
+        ]);
+        let line = only_error(&out, &format!("restore {bad:?}"));
+        assert!(line.contains(&format!("{bad:?}")), "{line}");
+        assert!(line.contains("2026-03-08T120000Z"), "{line}");
+        let line = only_error(&s.cairn(&["ls", bad]), &format!("ls {bad:?}"));
+        assert!(line.contains(&format!("{bad:?}")), "{line}");
+        assert!(!t.exists());
+    }
+    assert_eq!(store_digest(&s.store()), before);
+}
+
+#[test]
+fn init_refuses_a_non_empty_dir_and_an_existing_store() {
+    let s = Scratch::new();
+    let dir = s.path("busy");
+    fs::create_dir_all(dir.join("d")).unwrap();
+    fs::write(dir.join("keep.txt"), b"mine").unwrap();
+    let before = store_digest(&dir);
+    let out = cairn_raw(&["--store".as_ref(), dir.as_os_str(), "init".as_ref()]);
+    let line = only_error(&out, "init on non-empty dir");
+    assert!(line.contains(dir.to_str().unwrap()), "{line}");
+    assert!(line.contains("not empty"), "{line}");
+    assert_eq!(store_digest(&dir), before);
+    assert!(!dir.join("index").exists());
+
+    let (s, _, _) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let config = fs::read(s.store().join("config")).unwrap();
+    let line = only_error(&s.cairn(&["init"]), "init on a store");
+    assert!(line.contains(s.store().to_str().unwrap()), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
+    assert_eq!(fs::read(s.store().join("config")).unwrap(), config);
+
+    // A file where the store should be.
+    let file = s.path("plain-file");
+    fs::write(&file, b"x").unwrap();
+    let out = cairn_raw(&["--store".as_ref(), file.as_os_str(), "init".as_ref()]);
+    let line = only_error(&out, "init on a file");
+    assert!(line.contains(file.to_str().unwrap()), "{line}");
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+}
+
+/// Packs holding only data chunks, with their trailers.
+fn data_packs(store: &Path) -> Vec<(PathBuf, Vec<u8>, pack::PackTrailer)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(store.join("packs")).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = fs::read(&p).unwrap();
+        let t = pack::parse_pack(&bytes).unwrap();
+        if t.entries.iter().all(|e| e.kind == BlobKind::Data) {
+            out.push((p, bytes, t));
+        }
+    }
+    out
+}
+
+/// A flipped byte inside a stored chunk: restore fails that file by name
+/// (and the pack by id), leaves no partial or temp file, restores the rest,
+/// and does not touch the store.
+#[test]
+fn corrupt_pack_fails_restore_naming_file_and_pack() {
+    let (s, _, _) = store_with_snapshot();
+    let packs = data_packs(&s.store());
+    assert_eq!(packs.len(), 1, "one data pack expected");
+    let (path, mut bytes, trailer) = packs.into_iter().next().unwrap();
+    // The 600 000 random bytes of big.bin: FastCDC chunks, stored raw.
+    let e = trailer
+        .entries
+        .iter()
+        .find(|e| e.len > 16 * 1024)
+        .expect("a chunk of big.bin");
+    let frame = e.frame_offset as usize;
+    assert_eq!(
+        bytes[frame],
+        pack::Codec::Raw as u8,
+        "random data is stored raw"
+    );
+    let at = frame + pack::FRAME_HEADER_LEN + e.offset as usize + e.len as usize / 2;
+    bytes[at] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let pack_hex = path.file_stem().unwrap().to_str().unwrap().to_string();
+
+    let before = store_digest(&s.store());
+    let t = s.path("t");
+    let out = s.cairn(&["restore", "--target", t.to_str().unwrap()]);
+    let line = only_error(&out, "restore from corrupt pack");
+    assert!(line.contains("big.bin"), "{line}");
+    assert!(line.contains(&pack_hex), "pack not named: {line}");
+    assert!(line.contains("damaged"), "{line}");
+    let mut names: Vec<_> = fs::read_dir(&t)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["sub"], "partial or temp files left: {names:?}");
+    assert_eq!(
+        fs::read(t.join("sub/small.txt")).unwrap(),
+        b"small and fine"
+    );
+    assert_eq!(fs::read_dir(t.join("sub")).unwrap().count(), 1);
+    assert_eq!(store_digest(&s.store()), before);
+}
+
+/// A data pack cut short: the index notices (its length changed), leaves
+/// the pack out with a warning naming it, and restore fails the file that
+/// needed it by name, without touching the store.
+#[test]
+fn truncated_pack_is_named_and_restore_fails_the_file() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("big.bin"), random_bytes(600_000, "big")).unwrap();
+    s.ok(&["init"]);
+    s.snapshot(&data);
+    let packs = data_packs(&s.store());
+    assert_eq!(packs.len(), 1);
+    let (path, bytes, _) = &packs[0];
+    fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+    let pack_hex = path.file_stem().unwrap().to_str().unwrap().to_string();
+
+    let before = store_digest(&s.store());
+    let t = s.path("t");
+    let out = s.cairn(&["restore", "--target", t.to_str().unwrap()]);
+    let line = one_error(&out, "restore from truncated pack");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(line.contains("big.bin"), "{line}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("cairn: warning:") && l.contains(&pack_hex)),
+        "truncated pack not named:\n{err}"
+    );
+    assert!(
+        fs::read_dir(&t).unwrap().next().is_none(),
+        "partial file left"
+    );
+    assert_eq!(store_digest(&s.store()), before);
+    // The truncated pack is still there for inspection, untouched.
+    assert_eq!(fs::read(path).unwrap().len(), bytes.len() / 2);
+}
+
+/// A store written by a newer cairn (config format version + 1) is
+/// refused by every command, with the version named, and not written to.
+#[test]
+fn newer_store_format_is_refused_and_untouched() {
+    let (s, data, _) = store_with_snapshot();
+    let cfg_path = s.store().join("config");
+    let cfg = StoreConfig::decode(&fs::read(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg.format_version, FORMAT_VERSION);
+    let newer = StoreConfig {
+        format_version: FORMAT_VERSION + 1,
+        ..cfg
+    };
+    fs::write(&cfg_path, newer.encode().unwrap()).unwrap();
+    // Also drop the index, so an open that went ahead would rebuild it.
+    fs::remove_dir_all(s.store().join("index")).unwrap();
+    let before = store_digest(&s.store());
+    let t = s.path("t");
+    for args in [
+        vec!["list"],
+        vec!["stats"],
+        vec!["snapshot", "--data-path", data.to_str().unwrap()],
+        vec!["restore", "--target", t.to_str().unwrap()],
+        vec!["index", "rebuild"],
+    ] {
+        let line = only_error(&s.cairn(&args), &format!("{args:?} on newer store"));
+        assert!(
+            line.contains(&format!("format version {}", FORMAT_VERSION + 1)),
+            "{line}"
+        );
+        assert!(line.contains("upgrade cairn"), "{line}");
+        assert!(line.contains("config"), "{line}");
+    }
+    assert_eq!(store_digest(&s.store()), before);
+    assert!(!s.store().join("index").exists(), "index written");
+    assert!(!t.exists());
+}
+
+/// The decode error appears once in a format error line, not twice.
+#[test]
+#[ignore = "bug: StoreError::Format displays \"{what}: {source}\" and also exposes `source` as the error source, so the CLI's `{e:#}` prints it twice: \"STORE/config: store has format version 2, this cairn reads up to 1; upgrade cairn: store has format version 2, this cairn reads up to 1; upgrade cairn\""]
+fn format_error_text_is_not_repeated() {
+    let (s, _, _) = store_with_snapshot();
+    let cfg_path = s.store().join("config");
+    let cfg = StoreConfig::decode(&fs::read(&cfg_path).unwrap()).unwrap();
+    let newer = StoreConfig {
+        format_version: FORMAT_VERSION + 1,
+        ..cfg
+    };
+    fs::write(&cfg_path, newer.encode().unwrap()).unwrap();
+    let line = only_error(&s.cairn(&["list"]), "newer store");
+    assert_eq!(
+        line.matches("upgrade cairn").count(),
+        1,
+        "decode error repeated: {line}"
+    );
+}
