@@ -184,7 +184,14 @@ mod tests {
 
     #[test]
     fn ranges_cover_the_file_exactly() {
-        for len in [0u64, 100, 12288, 12289, 12288 + 262_144, 12288 + 262_144 * 3 + 5] {
+        for len in [
+            0u64,
+            100,
+            12288,
+            12289,
+            12288 + 262_144,
+            12288 + 262_144 * 3 + 5,
+        ] {
             let mut at = 0;
             for r in block_ranges(len, 262_144) {
                 assert_eq!(r.offset, at);

@@ -39,7 +39,12 @@ impl MappedWindow {
         // SAFETY: the range lies inside the file as it is now (checked
         // above); the callers only map files that are not truncated while
         // cairn reads them (see the module invariants), and never write.
-        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file)? };
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(file)?
+        };
         #[cfg(unix)]
         {
             let _ = map.advise(memmap2::Advice::Sequential);

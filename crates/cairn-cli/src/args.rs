@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new, empty store.
-    Init,
+    Init(InitArgs),
     /// Take a snapshot of a data path.
     Snapshot(SnapshotArgs),
     /// List snapshots.
@@ -38,6 +38,15 @@ pub enum Command {
     Stats,
     /// Manage the index (a rebuildable cache).
     Index(IndexArgs),
+}
+
+/// `init` arguments.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Chunk size inside DuckDB blocks, in KiB (4 to 256, a power of two).
+    /// Fixed for the store's life.
+    #[arg(long, default_value_t = 4, value_name = "KIB")]
+    pub duckdb_chunk_kib: u32,
 }
 
 /// `snapshot` arguments.

@@ -11,7 +11,7 @@ use cairn_store::restore::{self, RestoreOptions};
 use cairn_store::snapshot::{self, SnapshotOptions, SourceSpec};
 use cairn_store::{stats, Store};
 
-use crate::args::{Cli, IndexAction, IndexArgs, LsArgs, RestoreArgs, SnapshotArgs};
+use crate::args::{Cli, IndexAction, IndexArgs, InitArgs, LsArgs, RestoreArgs, SnapshotArgs};
 use crate::progress::Bar;
 
 fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
@@ -42,13 +42,22 @@ fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
-pub fn init(cli: &Cli) -> anyhow::Result<ExitCode> {
+pub fn init(cli: &Cli, a: &InitArgs) -> anyhow::Result<ExitCode> {
     let path = store_path(cli)?;
-    let cfg = Store::init(path)?;
+    let cfg = Store::init_with(path, |c| {
+        c.chunking.duckdb_chunk = a.duckdb_chunk_kib.saturating_mul(1024)
+    })?;
     if cli.json {
-        print_json(&json!({"store": path, "store_id": cfg.store_id_hex(), "format_version": cfg.format_version}));
+        print_json(
+            &json!({"store": path, "store_id": cfg.store_id_hex(), "format_version": cfg.format_version}),
+        );
     } else if !cli.quiet {
-        println!("created store {} (id {}, format {})", path.display(), cfg.store_id_hex(), cfg.format_version);
+        println!(
+            "created store {} (id {}, format {})",
+            path.display(),
+            cfg.store_id_hex(),
+            cfg.format_version
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -122,7 +131,10 @@ pub fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !cli.quiet {
-        println!("{:<20} {:>8} {:>12} {:>12}  roots", "snapshot", "files", "size", "added");
+        println!(
+            "{:<20} {:>8} {:>12} {:>12}  roots",
+            "snapshot", "files", "size", "added"
+        );
     }
     for m in &snaps {
         println!(
@@ -131,7 +143,11 @@ pub fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
             m.stats.files,
             human(m.stats.logical_bytes),
             human(m.stats.added_pack_bytes),
-            m.roots.iter().map(|r| r.path.as_str()).collect::<Vec<_>>().join(", ")
+            m.roots
+                .iter()
+                .map(|r| r.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -144,10 +160,20 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
     let plan = restore::plan(&store, &m)?;
     let mut rows: Vec<(String, &'static str, u64, u32)> = Vec::new();
     for (p, meta) in &plan.dirs {
-        rows.push((p.display().to_string(), "dir", 0, meta.as_ref().map_or(0o755, |m| m.mode)));
+        rows.push((
+            p.display().to_string(),
+            "dir",
+            0,
+            meta.as_ref().map_or(0o755, |m| m.mode),
+        ));
     }
     for f in &plan.files {
-        rows.push((f.rel.display().to_string(), "file", f.content.size, f.meta.mode));
+        rows.push((
+            f.rel.display().to_string(),
+            "file",
+            f.content.size,
+            f.meta.mode,
+        ));
     }
     for (p, _, meta) in &plan.symlinks {
         rows.push((p.display().to_string(), "symlink", 0, meta.mode));
@@ -202,7 +228,11 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
             report.files,
             human(report.bytes),
             started.elapsed().as_secs_f64(),
-            if report.failed.is_empty() { String::new() } else { format!(", {} FAILED", report.failed.len()) }
+            if report.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} FAILED", report.failed.len())
+            }
         );
     }
     if report.failed.is_empty() {
@@ -235,7 +265,10 @@ pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
     println!("dedup ratio:   {:.1}x", s.dedup_ratio);
     println!("packs, chunks: {}, {}", s.packs, s.chunks);
     println!();
-    println!("{:<20} {:>12} {:>12} {:>12}", "snapshot", "size", "added", "new meta");
+    println!(
+        "{:<20} {:>12} {:>12} {:>12}",
+        "snapshot", "size", "added", "new meta"
+    );
     for l in &s.snapshots {
         println!(
             "{:<20} {:>12} {:>12} {:>12}",
@@ -254,12 +287,21 @@ pub fn index(cli: &Cli, a: &IndexArgs) -> anyhow::Result<ExitCode> {
             let mut store = Store::open(store_path(cli)?).context("opening the store")?;
             let r = store.rebuild_index()?;
             if cli.json {
-                print_json(&json!({"packs": r.packs_added, "snapshots": r.snapshots_added,
-                    "unreadable_packs": r.unreadable_packs.iter().map(|(p, w)| json!({"pack": p.to_hex(), "error": w})).collect::<Vec<_>>()}));
+                print_json(
+                    &json!({"packs": r.packs_added, "snapshots": r.snapshots_added,
+                    "unreadable_packs": r.unreadable_packs.iter().map(|(p, w)| json!({"pack": p.to_hex(), "error": w})).collect::<Vec<_>>()}),
+                );
             } else if !cli.quiet {
-                println!("index rebuilt: {} packs, {} snapshots", r.packs_added, r.snapshots_added);
+                println!(
+                    "index rebuilt: {} packs, {} snapshots",
+                    r.packs_added, r.snapshots_added
+                );
             }
-            Ok(if r.unreadable_packs.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if r.unreadable_packs.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

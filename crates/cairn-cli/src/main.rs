@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Init => commands::init(cli),
+        Command::Init(a) => commands::init(cli, a),
         Command::Snapshot(a) => commands::snapshot(cli, a),
         Command::List => commands::list(cli),
         Command::Ls(a) => commands::ls(cli, a),

@@ -59,8 +59,7 @@ impl ChunkingParams {
                 self.cdc_min, self.cdc_avg, self.cdc_max
             )));
         }
-        if !self.duckdb_chunk.is_power_of_two() || !(4096..=262_144).contains(&self.duckdb_chunk)
-        {
+        if !self.duckdb_chunk.is_power_of_two() || !(4096..=262_144).contains(&self.duckdb_chunk) {
             return Err(bad(format!(
                 "DuckDB chunk size {} is not a power of two from 4 KiB to 256 KiB",
                 self.duckdb_chunk

@@ -134,7 +134,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
-            assert!(decode::<(u64, String, Vec<u8>)>(K, &bad).is_err(), "flip at {i}");
+            assert!(
+                decode::<(u64, String, Vec<u8>)>(K, &bad).is_err(),
+                "flip at {i}"
+            );
         }
         for n in 0..bytes.len() {
             assert!(decode::<(u64, String, Vec<u8>)>(K, &bytes[..n]).is_err());
@@ -146,6 +149,9 @@ mod tests {
         let newer = Kind { version: 3, ..K };
         let bytes = encode(newer, &1u8).unwrap();
         let err = decode::<u8>(K, &bytes).unwrap_err();
-        assert!(matches!(err, FormatError::NewerVersion { found: 3, .. }), "{err}");
+        assert!(
+            matches!(err, FormatError::NewerVersion { found: 3, .. }),
+            "{err}"
+        );
     }
 }

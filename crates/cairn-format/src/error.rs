@@ -10,7 +10,9 @@ pub enum FormatError {
         expected: &'static str,
     },
     /// Written by a newer cairn than this one.
-    #[error("{what} has format version {found}, this cairn reads up to {supported}; upgrade cairn")]
+    #[error(
+        "{what} has format version {found}, this cairn reads up to {supported}; upgrade cairn"
+    )]
     NewerVersion {
         /// The object kind.
         what: &'static str,

@@ -133,12 +133,11 @@ pub fn decode_frame(frame: &[u8]) -> Result<Vec<u8>, FormatError> {
     match frame[0] {
         0 if stored_len == raw_len => Ok(body.to_vec()),
         1 => {
-            let out = zstd::bulk::decompress(body, raw_len).map_err(|e| {
-                FormatError::Compression {
+            let out =
+                zstd::bulk::decompress(body, raw_len).map_err(|e| FormatError::Compression {
                     what,
                     detail: e.to_string(),
-                }
-            })?;
+                })?;
             if out.len() != raw_len {
                 return Err(FormatError::Truncated { what });
             }

@@ -316,7 +316,11 @@ impl Index {
         let mut out = Vec::new();
         for kv in self.snapshots.iter() {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            let id = i64::from_be_bytes(k.as_ref().try_into().map_err(|_| self.damaged("snapshot"))?);
+            let id = i64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| self.damaged("snapshot"))?,
+            );
             out.push((SnapshotId(id), v.to_vec()));
         }
         Ok(out)
@@ -362,7 +366,10 @@ mod tests {
             idx.mark_complete().unwrap();
             let loc = idx.lookup(&entry.id).unwrap().unwrap();
             assert_eq!(loc.pack, pack);
-            assert_eq!((loc.kind, loc.frame_offset, loc.len), (BlobKind::Meta, 16, 1));
+            assert_eq!(
+                (loc.kind, loc.frame_offset, loc.len),
+                (BlobKind::Meta, 16, 1)
+            );
             assert_eq!(idx.packs().unwrap(), vec![(pack, 100)]);
         }
         {

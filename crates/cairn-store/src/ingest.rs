@@ -195,10 +195,9 @@ impl Ingest<'_, '_> {
     fn duckdb(&self, w: &mut FileWindows, size: u64, path: &Path) -> Result<FileContent> {
         let mut head = vec![0u8; duckdb::HEADER_AREA as usize];
         w.read_at(&mut head, 0).at(path)?;
-        let headers = Headers::parse(&head).ok_or_else(|| StoreError::Usage(format!(
-            "{}: DuckDB header area unreadable",
-            path.display()
-        )))?;
+        let headers = Headers::parse(&head).ok_or_else(|| {
+            StoreError::Usage(format!("{}: DuckDB header area unreadable", path.display()))
+        })?;
         let block_size = headers.block_size();
         let ranges: Vec<_> = duckdb::block_ranges(size, block_size).collect();
         let per_window = (WINDOW / block_size as usize).max(1);
@@ -211,9 +210,12 @@ impl Ingest<'_, '_> {
             let bytes = w.window(off, len as usize).at(path)?;
             hasher.update_rayon(&bytes);
             self.count(bytes.len());
-            let per_range: Vec<Vec<Cut>> = group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
+            let per_range: Vec<Vec<Cut>> =
+                group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
             let cuts: Vec<Cut> = per_range.iter().flatten().copied().collect();
-            let mut children = self.store_chunks(&bytes, off, &cuts, false, path)?.into_iter();
+            let mut children = self
+                .store_chunks(&bytes, off, &cuts, false, path)?
+                .into_iter();
             for (r, rc) in group.iter().zip(&per_range) {
                 for child in children.by_ref().take(rc.len()) {
                     list.push(child)?;

@@ -159,7 +159,11 @@ impl<'s> ChunkSink<'s> {
         if frame.chunks.is_empty() {
             return Ok(());
         }
-        let raw: Vec<u8> = frame.chunks.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        let raw: Vec<u8> = frame
+            .chunks
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect();
         let encoded = pack::encode_frame(&raw, self.store.config().compression.zstd_level)
             .what("metadata frame")?;
         let chunks: Vec<FrameChunk> = frame
@@ -171,7 +175,12 @@ impl<'s> ChunkSink<'s> {
         self.append(slot, &encoded, &chunks)
     }
 
-    fn append(&self, slot: &mut Option<OpenPack>, frame: &[u8], chunks: &[FrameChunk]) -> Result<()> {
+    fn append(
+        &self,
+        slot: &mut Option<OpenPack>,
+        frame: &[u8],
+        chunks: &[FrameChunk],
+    ) -> Result<()> {
         if slot.is_none() {
             let (f, temp) = atomic::create_temp(&self.store.tmp_dir(), "pack")?;
             let builder = PackBuilder::new(BufWriter::with_capacity(1 << 20, f)).at(&temp)?;

@@ -54,7 +54,8 @@ impl<'s> ChunkReader<'s> {
             pack: loc.pack.to_hex(),
             detail,
         };
-        let cached = matches!(&cache.frame, Some((p, o, _)) if *p == loc.pack && *o == loc.frame_offset);
+        let cached =
+            matches!(&cache.frame, Some((p, o, _)) if *p == loc.pack && *o == loc.frame_offset);
         if !cached {
             if !matches!(&cache.file, Some((p, _)) if *p == loc.pack) {
                 let path = self.store.pack_path(&loc.pack);
@@ -80,7 +81,12 @@ impl<'s> ChunkReader<'s> {
     }
 
     /// The chunk's verified bytes, copied.
-    pub fn read(&self, id: &ChunkId, cache: &mut FrameCache, context: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    pub fn read(
+        &self,
+        id: &ChunkId,
+        cache: &mut FrameCache,
+        context: &dyn Fn() -> String,
+    ) -> Result<Vec<u8>> {
         self.with_chunk(id, cache, context, <[u8]>::to_vec)
     }
 }

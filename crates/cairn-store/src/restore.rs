@@ -100,7 +100,13 @@ pub fn plan(store: &Store, manifest: &Manifest) -> Result<RestorePlan> {
             let name = entry.safe_name().map_err(|e| StoreError::UnsafePath {
                 detail: e.to_string(),
             })?;
-            add_entry(&reader, &mut cache, base.join(std::ffi::OsStr::from_bytes(name)), entry, &mut plan)?;
+            add_entry(
+                &reader,
+                &mut cache,
+                base.join(std::ffi::OsStr::from_bytes(name)),
+                entry,
+                &mut plan,
+            )?;
         }
     }
     Ok(plan)
@@ -119,7 +125,13 @@ fn walk_plan(
         let name = e.safe_name().map_err(|err| StoreError::UnsafePath {
             detail: format!("{err} in {}", ctx()),
         })?;
-        add_entry(reader, cache, rel.join(std::ffi::OsStr::from_bytes(name)), e, plan)?;
+        add_entry(
+            reader,
+            cache,
+            rel.join(std::ffi::OsStr::from_bytes(name)),
+            e,
+            plan,
+        )?;
     }
     Ok(())
 }
@@ -150,7 +162,11 @@ fn add_entry(
 }
 
 /// Restores a snapshot: plans, checks the target, then writes.
-pub fn restore(store: &Store, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
+pub fn restore(
+    store: &Store,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     let manifest = store.load_manifest(opts.snapshot)?;
     let plan = plan(store, &manifest)?;
     let target = &opts.target;
@@ -196,7 +212,12 @@ fn set_mtime(f: &File, meta: &EntryMeta) -> std::io::Result<()> {
 }
 
 /// Writes a plan into `target`, which exists.
-pub fn execute(store: &Store, plan: &RestorePlan, target: &Path, progress: &dyn Progress) -> Result<RestoreReport> {
+pub fn execute(
+    store: &Store,
+    plan: &RestorePlan,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     progress.start(plan.files.len() as u64, plan.bytes);
     for (rel, _) in &plan.dirs {
         ensure_dir(&target.join(rel))?;
@@ -209,10 +230,12 @@ pub fn execute(store: &Store, plan: &RestorePlan, target: &Path, progress: &dyn 
         .map_init(
             || (FrameCache::default(), FrameCache::default()),
             |(lists, data), (i, f)| {
-            let r = restore_file(&reader, lists, data, f, target, progress).map_err(|e| e.to_string());
-            progress.file_done();
-            (i, r)
-        })
+                let r = restore_file(&reader, lists, data, f, target, progress)
+                    .map_err(|e| e.to_string());
+                progress.file_done();
+                (i, r)
+            },
+        )
         .collect();
     for (rel, _) in &plan.dirs {
         atomic::sync_dir(&target.join(rel))?;
@@ -233,7 +256,10 @@ pub fn execute(store: &Store, plan: &RestorePlan, target: &Path, progress: &dyn 
         if let Ok(m) = fs::symlink_metadata(&dest) {
             if m.is_dir() {
                 return Err(StoreError::UnsafePath {
-                    detail: format!("{} is a directory where the snapshot has a symlink", dest.display()),
+                    detail: format!(
+                        "{} is a directory where the snapshot has a symlink",
+                        dest.display()
+                    ),
                 });
             }
             fs::remove_file(&dest).at(&dest)?;
@@ -262,9 +288,19 @@ fn restore_file(
 ) -> Result<u64> {
     let dest = target.join(&f.rel);
     let dir = dest.parent().unwrap_or(target);
-    let stem = format!(".{}.cairn-restore", f.rel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let stem = format!(
+        ".{}.cairn-restore",
+        f.rel
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
     let temp = atomic::temp_path(dir, &stem);
-    let file = OpenOptions::new().write(true).create_new(true).open(&temp).at(&temp)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .at(&temp)?;
     let result = (|| {
         let mut out = BufWriter::with_capacity(1 << 20, &file);
         let mut hasher = blake3::Hasher::new();
@@ -287,14 +323,20 @@ fn restore_file(
         out.flush().at(&temp)?;
         drop(out);
         if written != f.content.size || *hasher.finalize().as_bytes() != f.content.hash {
-            return Err(StoreError::FileHashMismatch { path: f.rel.clone() });
+            return Err(StoreError::FileHashMismatch {
+                path: f.rel.clone(),
+            });
         }
-        file.set_permissions(fs::Permissions::from_mode(f.meta.mode & 0o7777)).at(&temp)?;
+        file.set_permissions(fs::Permissions::from_mode(f.meta.mode & 0o7777))
+            .at(&temp)?;
         set_mtime(&file, &f.meta).at(&temp)?;
         file.sync_all().at(&temp)?;
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
             return Err(StoreError::UnsafePath {
-                detail: format!("{} is a directory where the snapshot has a file", dest.display()),
+                detail: format!(
+                    "{} is a directory where the snapshot has a file",
+                    dest.display()
+                ),
             });
         }
         fs::rename(&temp, &dest).at(&dest)?;

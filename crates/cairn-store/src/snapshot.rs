@@ -79,9 +79,15 @@ fn now_unix() -> i64 {
 }
 
 /// Takes a snapshot of `opts.sources` into `store`.
-pub fn snapshot(store: &Store, opts: &SnapshotOptions, progress: &dyn Progress) -> Result<SnapshotReport> {
+pub fn snapshot(
+    store: &Store,
+    opts: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<SnapshotReport> {
     if opts.sources.is_empty() {
-        return Err(StoreError::Usage("nothing to snapshot: no source given".into()));
+        return Err(StoreError::Usage(
+            "nothing to snapshot: no source given".into(),
+        ));
     }
     for s in &opts.sources {
         if fs::symlink_metadata(&s.path).is_err() {
@@ -184,7 +190,8 @@ fn take(
         on_bytes: &on_bytes,
     };
     let mut results: Vec<Option<FileContent>> = vec![None; files.len()];
-    let (small, large): (Vec<usize>, Vec<usize>) = (0..files.len()).partition(|&i| files[i].size < SMALL_FILE);
+    let (small, large): (Vec<usize>, Vec<usize>) =
+        (0..files.len()).partition(|&i| files[i].size < SMALL_FILE);
     let small_done: Vec<(usize, Result<FileContent>)> = small
         .par_iter()
         .map(|&i| {

@@ -69,7 +69,11 @@ pub fn stats(store: &Store) -> Result<StoreStats> {
         stored_bytes: stored,
         packs: packs.len() as u64,
         chunks: store.index().chunk_count() as u64,
-        dedup_ratio: if stored == 0 { 0.0 } else { logical as f64 / stored as f64 },
+        dedup_ratio: if stored == 0 {
+            0.0
+        } else {
+            logical as f64 / stored as f64
+        },
         snapshots,
     })
 }

@@ -45,8 +45,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates a new store at `path` (which must be absent or empty).
+    /// Creates a new store at `path` (which must be absent or empty) with
+    /// default parameters.
     pub fn init(path: &Path) -> Result<StoreConfig> {
+        Self::init_with(path, |_| {})
+    }
+
+    /// Creates a new store, letting `adjust` change the default config
+    /// (chunking parameters are fixed for the store's life).
+    pub fn init_with(path: &Path, adjust: impl FnOnce(&mut StoreConfig)) -> Result<StoreConfig> {
         if path.exists() {
             let mut entries = fs::read_dir(path).at(path)?;
             if entries.next().is_some() {
@@ -61,7 +68,12 @@ impl Store {
         }
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| StoreError::Usage(format!("no randomness: {e}")))?;
-        let config = StoreConfig::new(id);
+        let mut config = StoreConfig::new(id);
+        adjust(&mut config);
+        config
+            .chunking
+            .validate()
+            .map_err(|e| StoreError::Usage(e.to_string()))?;
         let bytes = config.encode().what("store config")?;
         atomic::write_file(&path.join("tmp"), &path.join("config"), &bytes, false)?;
         atomic::sync_dir(path)?;
@@ -124,7 +136,9 @@ impl Store {
 
     /// Path of a pack.
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
-        self.root.join("packs").join(format!("{}.pack", id.to_hex()))
+        self.root
+            .join("packs")
+            .join(format!("{}.pack", id.to_hex()))
     }
 
     fn manifest_path(&self, id: SnapshotId) -> PathBuf {
@@ -175,7 +189,8 @@ impl Store {
         }
         f.read_exact_at(&mut header, 0).at(&path)?;
         pack::check_header(&header).what(format!("pack {id}"))?;
-        f.read_exact_at(&mut footer, len - pack::FOOTER_LEN).at(&path)?;
+        f.read_exact_at(&mut footer, len - pack::FOOTER_LEN)
+            .at(&path)?;
         let (off, tlen) = pack::trailer_location(len, &footer).what(format!("pack {id}"))?;
         let mut trailer = vec![0u8; tlen as usize];
         f.read_exact_at(&mut trailer, off).at(&path)?;
@@ -192,9 +207,7 @@ impl Store {
         };
         let on_disk = self.pack_files()?;
         let mut indexed: BTreeMap<PackId, u64> = self.index.packs()?.into_iter().collect();
-        let vanished = indexed
-            .iter()
-            .any(|(id, len)| on_disk.get(id) != Some(len));
+        let vanished = indexed.iter().any(|(id, len)| on_disk.get(id) != Some(len));
         if vanished && !from_scratch {
             self.index.clear()?;
             report.rebuilt = true;

@@ -87,7 +87,12 @@ pub(crate) fn unchanged(parent: &TreeEntry, meta: &EntryMeta, size: u64) -> Opti
 
 impl<'r, 's> Walker<'r, 's> {
     /// Plans the directory at `path`; `parent` is its tree in the parent snapshot.
-    pub fn dir(&mut self, path: &Path, meta: EntryMeta, parent: Option<ChunkId>) -> Result<DirPlan> {
+    pub fn dir(
+        &mut self,
+        path: &Path,
+        meta: EntryMeta,
+        parent: Option<ChunkId>,
+    ) -> Result<DirPlan> {
         let parent_entries: HashMap<Vec<u8>, TreeEntry> = match parent {
             Some(id) => {
                 let ctx = || format!("parent tree of {}", path.display());
@@ -129,7 +134,10 @@ impl<'r, 's> Walker<'r, 's> {
                 });
                 ItemPlan::Dir(self.dir(&child, meta.clone(), sub)?)
             } else if ft.is_file() {
-                match prev.filter(|_| !self.full_read).and_then(|p| unchanged(p, &meta, m.len())) {
+                match prev
+                    .filter(|_| !self.full_read)
+                    .and_then(|p| unchanged(p, &meta, m.len()))
+                {
                     Some(c) => {
                         self.reused += 1;
                         self.reused_bytes += c.size;
