@@ -9,7 +9,7 @@ HOURS=${2:-4}
 CAIRN=$PWD/target/release/cairn
 WORK=$(mktemp -d -t cairn-chunk-size.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-SIZES="4 8 16 64"
+SIZES="${SIZES:-4 8 16 64}"
 python3 tests/hitkeep_gen.py create "$WORK/data" --scale "$SCALE" --seed 1 >/dev/null
 for k in $SIZES; do "$CAIRN" -q --store "$WORK/s$k" init --duckdb-chunk-kib "$k"; done
 printf "%-6s" hour; for k in $SIZES; do printf " %14s" "${k}KiB-growth"; done; printf " %14s\n" "meta(4KiB)"

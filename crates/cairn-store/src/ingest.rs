@@ -29,6 +29,8 @@ use crate::tree::{Grouping, ListWriter};
 const WINDOW: usize = 16 << 20;
 const MAP_MIN: u64 = 1 << 20;
 const TRIES: u32 = 4;
+/// Bytes of a DuckDB block covered by one chunk-list leaf.
+const LEAF_SPAN: usize = 64 * 1024;
 
 /// Ingests files into a sink.
 pub(crate) struct Ingest<'a, 's> {
@@ -217,16 +219,28 @@ impl Ingest<'_, '_> {
                 .store_chunks(&bytes, off, &cuts, false, path)?
                 .into_iter();
             for (r, rc) in group.iter().zip(&per_range) {
-                for child in children.by_ref().take(rc.len()) {
-                    list.push(child)?;
-                }
                 let tag = if r.offset >= duckdb::HEADER_AREA && r.len >= 8 {
                     let s = (r.offset - off) as usize;
                     u64::from_le_bytes(bytes[s..s + 8].try_into().expect("8 bytes"))
                 } else {
                     0
                 };
-                list.end_leaf(tag)?;
+                // Leaves cover LEAF_SPAN bytes of a block: a changed block
+                // rewrites the leaf holding its checksum and the leaves
+                // holding changed pages, not a list of the whole block.
+                let per_leaf = (LEAF_SPAN / chunk as usize).max(1);
+                for (k, part) in children
+                    .by_ref()
+                    .take(rc.len())
+                    .collect::<Vec<_>>()
+                    .chunks(per_leaf)
+                    .enumerate()
+                {
+                    for child in part {
+                        list.push(*child)?;
+                    }
+                    list.end_leaf(if k == 0 { tag } else { 0 })?;
+                }
             }
         }
         // The header must not have moved on while the blocks were read:
