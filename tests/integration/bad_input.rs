@@ -227,7 +227,6 @@ fn unlistable_directory_fails_snapshot_naming_it() {
 
 /// The OS error text appears once in an I/O error line, not twice.
 #[test]
-#[ignore = "bug: StoreError::Io displays \"{path}: {source}\" and also exposes `source` as the error source, so the CLI's `{e:#}` prints the OS error twice: \"/x/a: Permission denied (os error 13): Permission denied (os error 13)\""]
 fn io_error_text_is_not_repeated() {
     let (s, data, _) = store_with_snapshot();
     let locked = data.join("sub/small.txt");
@@ -564,7 +563,6 @@ fn newer_store_format_is_refused_and_untouched() {
 
 /// The decode error appears once in a format error line, not twice.
 #[test]
-#[ignore = "bug: StoreError::Format displays \"{what}: {source}\" and also exposes `source` as the error source, so the CLI's `{e:#}` prints it twice: \"STORE/config: store has format version 2, this cairn reads up to 1; upgrade cairn: store has format version 2, this cairn reads up to 1; upgrade cairn\""]
 fn format_error_text_is_not_repeated() {
     let (s, _, _) = store_with_snapshot();
     let cfg_path = s.store().join("config");

@@ -23,20 +23,22 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// A file system operation failed.
-    #[error("{path}: {source}")]
+    // The cause is part of the message and deliberately not exposed as
+    // `source()`, so an error chain printer does not repeat it.
+    #[error("{path}: {cause}")]
     Io {
         /// The path involved.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Stored bytes did not decode.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Format {
         /// What was being read (a path or an id).
         what: String,
         /// Why it did not decode.
-        source: FormatError,
+        cause: FormatError,
     },
     /// The index failed.
     #[error(transparent)]
@@ -122,9 +124,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| StoreError::Io {
+        self.map_err(|cause| StoreError::Io {
             path: path.into(),
-            source,
+            cause,
         })
     }
 }
@@ -136,9 +138,9 @@ pub(crate) trait FormatContext<T> {
 
 impl<T> FormatContext<T> for std::result::Result<T, FormatError> {
     fn what(self, what: impl std::fmt::Display) -> Result<T> {
-        self.map_err(|source| StoreError::Format {
+        self.map_err(|cause| StoreError::Format {
             what: what.to_string(),
-            source,
+            cause,
         })
     }
 }

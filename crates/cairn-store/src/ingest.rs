@@ -88,7 +88,7 @@ impl Ingest<'_, '_> {
         };
         let content = match result {
             Ok(c) => c,
-            Err(StoreError::Io { source, .. }) if changed(&source) => return Ok(Attempt::Changed),
+            Err(StoreError::Io { cause, .. }) if changed(&cause) => return Ok(Attempt::Changed),
             Err(e) => return Err(e),
         };
         let after = windows.file().metadata().at(path)?;
@@ -181,7 +181,7 @@ impl Ingest<'_, '_> {
             // The file changed between the two passes.
             return Err(StoreError::Io {
                 path: path.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
+                cause: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
             });
         }
         let content = FileContent {
@@ -250,7 +250,7 @@ impl Ingest<'_, '_> {
         if head_after != head {
             return Err(StoreError::Io {
                 path: path.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "checkpointed"),
+                cause: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "checkpointed"),
             });
         }
         Ok(FileContent {
@@ -292,7 +292,7 @@ impl Ingest<'_, '_> {
         {
             return Err(StoreError::Io {
                 path: path.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
+                cause: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
             });
         }
         let cand_ids: Vec<ChunkId> = candidates.iter().map(|&i| ids[i]).collect();

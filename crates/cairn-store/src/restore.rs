@@ -206,7 +206,7 @@ fn set_mtime(f: &File, meta: &EntryMeta) -> std::io::Result<()> {
     let t = if meta.mtime_ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(meta.mtime_ns as u64)
     } else {
-        UNIX_EPOCH
+        UNIX_EPOCH - Duration::from_nanos(meta.mtime_ns.unsigned_abs())
     };
     f.set_times(FileTimes::new().set_modified(t))
 }

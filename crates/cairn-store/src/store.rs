@@ -300,7 +300,7 @@ impl Store {
         if m.id != id {
             return Err(StoreError::Format {
                 what: format!("snapshot {id}"),
-                source: cairn_format::FormatError::Invalid {
+                cause: cairn_format::FormatError::Invalid {
                     what: "snapshot manifest",
                     detail: format!("file holds snapshot {}", m.id),
                 },

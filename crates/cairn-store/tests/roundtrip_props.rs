@@ -539,7 +539,6 @@ fn fixed_tree_with_every_kind_round_trips() {
 /// A file dated before 1970 keeps its mtime (stat gives it, the walk
 /// records it as negative nanoseconds).
 #[test]
-#[ignore = "bug: restore::set_mtime (crates/cairn-store/src/restore.rs) maps any negative mtime_ns to UNIX_EPOCH, so a file dated 1969-09-23 is restored with mtime 1970-01-01T00:00:00 (snapshot records -8639999999999750 ns correctly; restore writes 0)"]
 fn pre_epoch_mtime_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
