@@ -82,7 +82,10 @@ pub fn tree_digest(root: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>, i64)
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (String, u32, Vec<u8>, i64)>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         let m = fs::symlink_metadata(&p).unwrap();
@@ -90,7 +93,15 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (String, u32, Vec<u
         let mode = m.permissions().mode() & 0o7777;
         if m.file_type().is_symlink() {
             let t = fs::read_link(&p).unwrap();
-            out.insert(rel, ("symlink".into(), 0, t.into_os_string().into_encoded_bytes(), 0));
+            out.insert(
+                rel,
+                (
+                    "symlink".into(),
+                    0,
+                    t.into_os_string().into_encoded_bytes(),
+                    0,
+                ),
+            );
         } else if m.is_dir() {
             out.insert(rel, ("dir".into(), mode, Vec::new(), 0));
             walk(root, &p, out);
@@ -149,7 +160,12 @@ pub fn gen(args: &[&str]) {
 
 /// Copies a tree (preserving modes and mtimes) with `cp -a`.
 pub fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 

@@ -26,7 +26,12 @@ fn non_empty_target_is_refused_unless_overwrite() {
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_eq!(fs::read(target.join("keep")).unwrap(), b"x");
-    s.ok(&["restore", "--overwrite", "--target", target.to_str().unwrap()]);
+    s.ok(&[
+        "restore",
+        "--overwrite",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
     assert_eq!(fs::read(target.join("a/b/one.txt")).unwrap(), b"one");
 }
 
@@ -69,5 +74,8 @@ fn damaged_pack_fails_named_files_and_restores_the_rest() {
     let err = s.fails(&["restore", "--target", target.to_str().unwrap()]);
     assert!(err.contains("big.bin"), "{err}");
     assert!(!target.join("big.bin").exists());
-    assert_eq!(fs::read(target.join("small.txt")).unwrap(), b"small and fine");
+    assert_eq!(
+        fs::read(target.join("small.txt")).unwrap(),
+        b"small and fine"
+    );
 }

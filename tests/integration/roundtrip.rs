@@ -9,12 +9,26 @@ use crate::common::*;
 fn aged_data_path_round_trips_every_snapshot() {
     let s = Scratch::new();
     let data = s.path("data");
-    gen(&["create", data.to_str().unwrap(), "--scale", "tiny", "--seed", "3"]);
+    gen(&[
+        "create",
+        data.to_str().unwrap(),
+        "--scale",
+        "tiny",
+        "--seed",
+        "3",
+    ]);
     s.ok(&["init"]);
     let mut copies = Vec::new();
     for hour in 0..3 {
         if hour > 0 {
-            gen(&["age", data.to_str().unwrap(), "--hours", "1", "--seed", &format!("{}", 10 + hour)]);
+            gen(&[
+                "age",
+                data.to_str().unwrap(),
+                "--hours",
+                "1",
+                "--seed",
+                &format!("{}", 10 + hour),
+            ]);
         }
         let snap = s.snapshot(&data);
         let copy = s.path(&format!("copy{hour}"));
@@ -23,7 +37,10 @@ fn aged_data_path_round_trips_every_snapshot() {
         if hour > 0 {
             let logical = snap["logical_bytes"].as_u64().unwrap();
             let growth = snap["store_growth"].as_u64().unwrap();
-            assert!(growth * 5 < logical, "hour {hour}: store grew {growth} of {logical}");
+            assert!(
+                growth * 5 < logical,
+                "hour {hour}: store grew {growth} of {logical}"
+            );
         }
     }
     // Unchanged data path: nothing read, (almost) nothing added.
@@ -32,7 +49,13 @@ fn aged_data_path_round_trips_every_snapshot() {
     assert!(same["store_growth"].as_u64().unwrap() < 4096, "{same}");
     for (id, copy) in &copies {
         let target = s.path(&format!("restore-{id}"));
-        s.ok(&["restore", "--snapshot", id, "--target", target.to_str().unwrap()]);
+        s.ok(&[
+            "restore",
+            "--snapshot",
+            id,
+            "--target",
+            target.to_str().unwrap(),
+        ]);
         assert_same_tree(copy, &target);
     }
 }
@@ -43,18 +66,41 @@ fn aged_data_path_round_trips_every_snapshot() {
 fn full_read_and_index_rebuild() {
     let s = Scratch::new();
     let data = s.path("data");
-    gen(&["create", data.to_str().unwrap(), "--scale", "tiny", "--seed", "5"]);
+    gen(&[
+        "create",
+        data.to_str().unwrap(),
+        "--scale",
+        "tiny",
+        "--seed",
+        "5",
+    ]);
     s.ok(&["init"]);
     s.snapshot(&data);
-    let full = s.ok(&["--json", "snapshot", "--full-read", "--data-path", data.to_str().unwrap()]);
+    let full = s.ok(&[
+        "--json",
+        "snapshot",
+        "--full-read",
+        "--data-path",
+        data.to_str().unwrap(),
+    ]);
     let full: serde_json::Value = serde_json::from_str(&full).unwrap();
     assert!(full["bytes_read"].as_u64().unwrap() > 0);
-    assert_eq!(full["new_data_bytes"].as_u64(), Some(0), "re-read found new data: {full}");
+    assert_eq!(
+        full["new_data_bytes"].as_u64(),
+        Some(0),
+        "re-read found new data: {full}"
+    );
     std::fs::remove_dir_all(s.store().join("index")).unwrap();
     let list = s.ok(&["--json", "list"]);
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
     let target = s.path("restored");
-    s.ok(&["restore", "--snapshot", "latest", "--target", target.to_str().unwrap()]);
+    s.ok(&[
+        "restore",
+        "--snapshot",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
     assert_same_tree(&data, &target);
 }
