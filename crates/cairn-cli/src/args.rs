@@ -17,6 +17,16 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// If another cairn process has the store open, wait up to SECS for it
+    /// (0: fail at once, naming it).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_LOCK_WAIT",
+        default_value_t = 0.0,
+        value_name = "SECS"
+    )]
+    pub lock_wait: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -30,14 +40,35 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// List snapshots.
     List,
-    /// List the files in a snapshot.
+    /// List the files in a snapshot, with what each is to HitKeep.
     Ls(LsArgs),
+    /// Summarise a snapshot: tenants, sizes, archives, assets, consistency.
+    Show(ShowArgs),
     /// Restore a snapshot into a directory, verifying every chunk and file.
     Restore(RestoreArgs),
     /// Show logical and stored sizes, dedup ratio and what each snapshot added.
     Stats,
     /// Manage the index (a rebuildable cache).
     Index(IndexArgs),
+    /// Check the store's integrity and name every damaged snapshot and file
+    /// (exit 0 clean, 1 damaged, 2 could not run).
+    Check(CheckArgs),
+}
+
+/// `check` arguments.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also read every pack: decompress and verify every chunk against its
+    /// id (by default only the structure is checked: manifests, trees,
+    /// chunk lists, the index and the pack files).
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only some packs (implies --read-data): `N/M` reads the N-th of M
+    /// slices of the packs in pack-id order, so running 1/M, 2/M ... M/M
+    /// covers every pack; `P%` reads a fixed pseudo-random P % of the packs,
+    /// chosen by pack id (the same packs each run).
+    #[arg(long, value_name = "N/M|P%", value_parser = crate::cmd_check::parse_subset)]
+    pub read_data_subset: Option<cairn_store::check::DataSelection>,
 }
 
 /// `init` arguments.
@@ -52,12 +83,31 @@ pub struct InitArgs {
 /// `snapshot` arguments.
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
-    /// The data path to snapshot.
+    /// HitKeep's data path (tenant databases, assets, imports).
     #[arg(long, env = "HITKEEP_DATA_PATH", value_name = "PATH")]
     pub data_path: PathBuf,
+    /// The control-plane database [default: DATA_PATH/hitkeep.db].
+    #[arg(long, env = "HITKEEP_DB_PATH", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The retention archive directory, or an s3:// URL (recorded, not
+    /// captured) [default: DATA_PATH/archive].
+    #[arg(long, env = "HITKEEP_ARCHIVE_PATH", value_name = "PATH")]
+    pub archive_path: Option<String>,
+    /// Refuse the snapshot if tenants vanished, the control-plane db is
+    /// missing or empty, or the archive directory disappeared.
+    #[arg(long)]
+    pub strict: bool,
     /// Read every file, even those unchanged since the parent snapshot.
     #[arg(long)]
     pub full_read: bool,
+}
+
+/// `show` arguments.
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Snapshot id (2026-03-08T120000Z) or `latest`.
+    #[arg(default_value = "latest")]
+    pub snapshot: String,
 }
 
 /// `ls` arguments.

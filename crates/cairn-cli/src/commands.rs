@@ -6,12 +6,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use cairn_store::format::Manifest;
+use cairn_store::format::{ArchiveLocation, Boundary, DbCapture, EntryClass, Manifest};
 use cairn_store::restore::{self, RestoreOptions};
-use cairn_store::snapshot::{self, SnapshotOptions, SourceSpec};
-use cairn_store::{stats, Store};
+use cairn_store::snapshot::{self, SnapshotOptions};
+use cairn_store::{hitkeep, HitkeepPaths};
+use cairn_store::{stats, LockOptions, Store};
 
-use crate::args::{Cli, IndexAction, IndexArgs, InitArgs, LsArgs, RestoreArgs, SnapshotArgs};
+use crate::args::{
+    Cli, IndexAction, IndexArgs, InitArgs, LsArgs, RestoreArgs, ShowArgs, SnapshotArgs,
+};
 use crate::progress::Bar;
 
 fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
@@ -21,8 +24,39 @@ fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
     }
 }
 
+/// How this command takes the store lock: `--lock-wait`, and its name in
+/// the lock record (`snapshot`, `index rebuild`).
+pub fn lock_options(cli: &Cli) -> anyhow::Result<LockOptions> {
+    let wait = std::time::Duration::try_from_secs_f64(cli.lock_wait)
+        .with_context(|| format!("--lock-wait {}: not a number of seconds", cli.lock_wait))?;
+    let mut names = Vec::new();
+    let matches =
+        <Cli as clap::CommandFactory>::command().try_get_matches_from(std::env::args_os());
+    if let Ok(m) = &matches {
+        let mut m = m;
+        while let Some((name, sub)) = m.subcommand() {
+            names.push(name.to_string());
+            m = sub;
+        }
+    }
+    Ok(LockOptions {
+        wait,
+        command: (!names.is_empty()).then(|| names.join(" ")),
+    })
+}
+
+/// Opens the store, taking its lock as the command line says, and prints
+/// the lock's warnings (a stale lock cleared, another host's record).
+pub fn open_locked(cli: &Cli) -> anyhow::Result<Store> {
+    let store = Store::open_with(store_path(cli)?, &lock_options(cli)?)?;
+    for w in store.lock().warnings() {
+        eprintln!("cairn: warning: {w}");
+    }
+    Ok(store)
+}
+
 fn open(cli: &Cli) -> anyhow::Result<Store> {
-    let store = Store::open(store_path(cli)?)?;
+    let store = open_locked(cli)?;
     let sync = store.index_sync();
     if !cli.quiet && (sync.rebuilt || sync.packs_added > 0) {
         eprintln!(
@@ -78,17 +112,154 @@ fn manifest_json(m: &Manifest) -> serde_json::Value {
         "new_meta_bytes": m.stats.new_meta_bytes,
         "added_pack_bytes": m.stats.added_pack_bytes,
         "new_packs": m.stats.new_packs,
+        "boundary": m.boundary.as_ref().map(boundary_json),
     })
+}
+
+fn boundary_json(b: &Boundary) -> serde_json::Value {
+    let db = |d: &Option<DbCapture>| {
+        d.as_ref().map(|d| json!({"path": d.path, "root": d.root, "size": d.size, "iteration": d.iteration, "wal": d.wal}))
+    };
+    json!({
+        "db_path": b.db_path,
+        "data_path": b.data_path,
+        "archive": match &b.archive {
+            Some(ArchiveLocation::Local(p)) => json!({"local": p}),
+            Some(ArchiveLocation::External(u)) => json!({"external": u}),
+            Some(ArchiveLocation::Missing(p)) => json!({"missing": p}),
+            None => json!(null),
+        },
+        "control_plane": db(&b.control_plane),
+        "tenants": b.tenants.iter().map(|t| json!({
+            "id": t.id, "db": db(&t.db), "archive_files": t.archive_files,
+            "archive_bytes": t.archive_bytes, "sites": t.sites,
+        })).collect::<Vec<_>>(),
+        "default_archive": {"files": b.default_archive.0, "bytes": b.default_archive.1},
+        "assets": {"files": b.assets.0, "bytes": b.assets.1},
+        "imports": {"files": b.imports.0, "bytes": b.imports.1},
+        "other": {"files": b.other.0, "bytes": b.other.1},
+        "excluded": b.excluded,
+        "gave_up": b.gave_up,
+        "findings": b.findings,
+        "consistent": b.findings.iter().all(|f| !hitkeep::is_problem(f)),
+    })
+}
+
+/// What a file is to HitKeep, for `ls`.
+fn class_label(c: &EntryClass) -> String {
+    match c {
+        EntryClass::Other => "other".into(),
+        EntryClass::ControlPlaneDb => "control-plane-db".into(),
+        EntryClass::TenantDb(t) => format!("tenant-db:{t}"),
+        EntryClass::Wal(None) => "wal:control-plane".into(),
+        EntryClass::Wal(Some(t)) => format!("wal:{t}"),
+        EntryClass::Archive { tenant: None, site } => format!("archive:default:{site}"),
+        EntryClass::Archive {
+            tenant: Some(t),
+            site,
+        } => format!("archive:{t}:{site}"),
+        EntryClass::Asset => "asset".into(),
+        EntryClass::Import => "import".into(),
+    }
+}
+
+pub fn show(cli: &Cli, a: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = open(cli)?;
+    let id = store.resolve(&a.snapshot)?;
+    let m = store.load_manifest(id)?;
+    if cli.json {
+        print_json(&manifest_json(&m));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "snapshot {}  (parent {})",
+        m.id,
+        m.parent.map_or("none".into(), |p| p.to_string())
+    );
+    println!(
+        "files {}, {}; host {}",
+        m.stats.files,
+        human(m.stats.logical_bytes),
+        m.hostname
+    );
+    let Some(b) = &m.boundary else {
+        println!("no HitKeep boundary recorded");
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("db path:   {}", b.db_path);
+    println!("data path: {}", b.data_path);
+    match &b.archive {
+        Some(ArchiveLocation::Local(p)) => println!("archive:   {p}"),
+        Some(ArchiveLocation::External(u)) => {
+            println!("archive:   {u} (object storage, not captured)")
+        }
+        Some(ArchiveLocation::Missing(p)) => println!("archive:   {p} (MISSING)"),
+        None => {}
+    }
+    match &b.control_plane {
+        Some(c) => println!(
+            "control plane: {} {} (iteration {}{})",
+            c.path,
+            human(c.size),
+            c.iteration,
+            if c.wal { ", wal captured" } else { "" }
+        ),
+        None => println!("control plane: MISSING"),
+    }
+    println!("tenants: {}", b.tenants.len());
+    for t in &b.tenants {
+        let db = t.db.as_ref().map_or("no database".to_string(), |d| {
+            format!(
+                "{} (iteration {}{})",
+                human(d.size),
+                d.iteration,
+                if d.wal { ", wal" } else { "" }
+            )
+        });
+        println!(
+            "  {}  db {}  archives {} ({}) sites {}",
+            t.id,
+            db,
+            t.archive_files,
+            human(t.archive_bytes),
+            t.sites.len()
+        );
+    }
+    println!(
+        "default-tenant archives: {} ({})",
+        b.default_archive.0,
+        human(b.default_archive.1)
+    );
+    println!(
+        "assets: {} ({})  imports: {} ({})  other: {} ({})",
+        b.assets.0,
+        human(b.assets.1),
+        b.imports.0,
+        human(b.imports.1),
+        b.other.0,
+        human(b.other.1)
+    );
+    if !b.excluded.is_empty() {
+        println!("transient files left out: {}", b.excluded.len());
+    }
+    if b.findings.is_empty() {
+        println!("consistency: complete");
+    } else {
+        println!("consistency:");
+        for f in &b.findings {
+            println!("  - {f}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
+    let paths = HitkeepPaths::resolve(a.data_path.clone(), a.db.clone(), a.archive_path.clone());
     let opts = SnapshotOptions {
-        sources: vec![SourceSpec {
-            label: "data".into(),
-            path: a.data_path.clone(),
-        }],
+        hitkeep: Some(paths),
         full_read: a.full_read,
+        strict: a.strict,
         ..Default::default()
     };
     let bar = Bar::new(cli.quiet || cli.json, "snapshot");
@@ -100,6 +271,14 @@ pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
         eprintln!("cairn: warning: {w}");
     }
     let m = &report.manifest;
+    if let Some(b) = &m.boundary {
+        for x in &b.excluded {
+            eprintln!("cairn: note: transient file left out: {x}");
+        }
+        for f in &b.findings {
+            eprintln!("cairn: WARNING: {f}");
+        }
+    }
     if cli.json {
         let mut v = manifest_json(m);
         v["store_growth"] = json!(report.store_growth);
@@ -158,35 +337,36 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
     let id = store.resolve(&a.snapshot)?;
     let m = store.load_manifest(id)?;
     let plan = restore::plan(&store, &m)?;
-    let mut rows: Vec<(String, &'static str, u64, u32)> = Vec::new();
+    let mut rows: Vec<(String, &'static str, u64, u32, String)> = Vec::new();
     for (p, meta) in &plan.dirs {
-        rows.push((
-            p.display().to_string(),
-            "dir",
-            0,
-            meta.as_ref().map_or(0o755, |m| m.mode),
-        ));
+        let mode = meta.as_ref().map_or(0o755, |m| m.mode);
+        rows.push((p.display().to_string(), "dir", 0, mode, String::new()));
     }
     for f in &plan.files {
-        rows.push((
-            f.rel.display().to_string(),
-            "file",
-            f.content.size,
-            f.meta.mode,
-        ));
+        let class = class_label(&f.class);
+        let path = f.rel.display().to_string();
+        rows.push((path, "file", f.content.size, f.meta.mode, class));
     }
     for (p, _, meta) in &plan.symlinks {
-        rows.push((p.display().to_string(), "symlink", 0, meta.mode));
+        rows.push((
+            p.display().to_string(),
+            "symlink",
+            0,
+            meta.mode,
+            String::new(),
+        ));
     }
     rows.sort();
     if cli.json {
         print_json(&json!({
             "snapshot": id.to_string(),
-            "entries": rows.iter().map(|(p, k, s, m)| json!({"path": p, "type": k, "size": s, "mode": format!("{:o}", m & 0o7777)})).collect::<Vec<_>>(),
+            "entries": rows.iter().map(|(p, k, s, m, c)| json!({
+                "path": p, "type": k, "size": s, "mode": format!("{:o}", m & 0o7777), "class": c,
+            })).collect::<Vec<_>>(),
         }));
     } else {
-        for (p, k, s, m) in rows {
-            println!("{:>4o} {:<7} {:>12} {}", m & 0o7777, k, s, p);
+        for (p, k, s, m, c) in rows {
+            println!("{:>4o} {:<7} {:>12} {:<24} {}", m & 0o7777, k, s, c, p);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -284,7 +464,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
 pub fn index(cli: &Cli, a: &IndexArgs) -> anyhow::Result<ExitCode> {
     match a.action {
         IndexAction::Rebuild => {
-            let mut store = Store::open(store_path(cli)?).context("opening the store")?;
+            let mut store = open_locked(cli)?;
             let r = store.rebuild_index()?;
             if cli.json {
                 print_json(

@@ -2,6 +2,7 @@
 //! No store logic lives here.
 
 mod args;
+mod cmd_check;
 mod commands;
 mod progress;
 
@@ -28,8 +29,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(a) => commands::snapshot(cli, a),
         Command::List => commands::list(cli),
         Command::Ls(a) => commands::ls(cli, a),
+        Command::Show(a) => commands::show(cli, a),
         Command::Restore(a) => commands::restore(cli, a),
         Command::Stats => commands::stats(cli),
         Command::Index(a) => commands::index(cli, a),
+        Command::Check(a) => cmd_check::check(cli, a),
     }
 }

@@ -20,6 +20,7 @@ pub use config::{ChunkingParams, Compression, StoreConfig, FORMAT_VERSION};
 pub use error::FormatError;
 pub use id::{ChunkId, PackId, SnapshotId};
 pub use manifest::{
-    ChunkList, ContentLayout, EntryKind, EntryMeta, FileContent, ListChild, ListNode, Manifest,
-    SnapshotStats, SourceRoot, TreeEntry, TreeNode,
+    ArchiveLocation, Boundary, ChunkList, ContentLayout, DbCapture, EntryClass, EntryKind,
+    EntryMeta, FileContent, ListChild, ListNode, Manifest, SnapshotStats, SourceRoot,
+    TenantSummary, TreeEntry, TreeNode,
 };

@@ -93,6 +93,79 @@ pub struct Manifest {
     pub stats: SnapshotStats,
     /// Free-form labels (room for later features).
     pub labels: BTreeMap<String, String>,
+    /// The HitKeep boundary this snapshot captured, when taken as one.
+    pub boundary: Option<Boundary>,
+}
+
+/// Where the archive directory was.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArchiveLocation {
+    /// A local directory, captured (inside the data path or as its own root).
+    Local(String),
+    /// An object-storage URL (`s3://...`): not captured, recorded and reported.
+    External(String),
+    /// The configured local directory did not exist.
+    Missing(String),
+}
+
+/// One DuckDB file as captured.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbCapture {
+    /// Path relative to its root.
+    pub path: String,
+    /// Root label it lives under.
+    pub root: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Live header iteration captured (0 when not a DuckDB file).
+    pub iteration: u64,
+    /// Whether a `.wal` was captured beside it.
+    pub wal: bool,
+}
+
+/// One tenant in a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSummary {
+    /// Tenant (team) id.
+    pub id: String,
+    /// Its database, if present.
+    pub db: Option<DbCapture>,
+    /// Archive files under `tenants/{id}/` in the archive directory.
+    pub archive_files: u64,
+    /// Their bytes.
+    pub archive_bytes: u64,
+    /// Sites seen in its archives.
+    pub sites: Vec<String>,
+}
+
+/// The HitKeep boundary of a snapshot: what was captured, what was left
+/// out, and how it compares with the parent's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Boundary {
+    /// The control-plane database path.
+    pub db_path: String,
+    /// The data path.
+    pub data_path: String,
+    /// The archive directory.
+    pub archive: Option<ArchiveLocation>,
+    /// The control-plane database, if present.
+    pub control_plane: Option<DbCapture>,
+    /// Tenants with a database or archives.
+    pub tenants: Vec<TenantSummary>,
+    /// Default-tenant (flat layout) archive files and bytes.
+    pub default_archive: (u64, u64),
+    /// Asset files and bytes.
+    pub assets: (u64, u64),
+    /// Import files and bytes.
+    pub imports: (u64, u64),
+    /// Other files and bytes.
+    pub other: (u64, u64),
+    /// Transient files left out (paths relative to their root).
+    pub excluded: Vec<String>,
+    /// DuckDB files whose capture gave up (kept changing); not recorded.
+    pub gave_up: Vec<String>,
+    /// Completeness findings against the parent snapshot.
+    pub findings: Vec<String>,
 }
 
 impl Manifest {
@@ -222,6 +295,32 @@ pub enum EntryKind {
     Symlink(Vec<u8>),
 }
 
+/// What an entry is to HitKeep, decided from its place in the layout.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EntryClass {
+    /// Anything else (including directories).
+    #[default]
+    Other,
+    /// The shared control-plane database (`hitkeep.db`).
+    ControlPlaneDb,
+    /// A team's analytics database, with the tenant id.
+    TenantDb(String),
+    /// A DuckDB write-ahead log; the tenant id, or `None` for the control plane.
+    Wal(Option<String>),
+    /// A Parquet retention archive: tenant (`None` for the default
+    /// tenant's flat layout) and site.
+    Archive {
+        /// Tenant id, when the archive sits under `tenants/{id}/`.
+        tenant: Option<String>,
+        /// Site id from the file name.
+        site: String,
+    },
+    /// A file under `assets/` (QR codes).
+    Asset,
+    /// A staged upload under `imports/`.
+    Import,
+}
+
 /// One name in a directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeEntry {
@@ -231,6 +330,8 @@ pub struct TreeEntry {
     pub meta: EntryMeta,
     /// Content.
     pub kind: EntryKind,
+    /// What the entry is to HitKeep.
+    pub class: EntryClass,
 }
 
 impl TreeEntry {

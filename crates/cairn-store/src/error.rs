@@ -109,9 +109,23 @@ pub enum StoreError {
         /// How often it was tried.
         tries: u32,
     },
+    /// `--strict` and the boundary lost something against the parent.
+    #[error("snapshot refused (--strict): {}", findings.join("; "))]
+    Incomplete {
+        /// The completeness problems.
+        findings: Vec<String>,
+    },
     /// Invalid use.
     #[error("{0}")]
     Usage(String),
+    /// Another process has the store open (holds `STORE/lock`).
+    #[error("store {} is in use by {holder}", path.display())]
+    Locked {
+        /// The store.
+        path: PathBuf,
+        /// Who holds the lock, from its lock record.
+        holder: Box<crate::lock::LockHolder>,
+    },
 }
 
 /// Shorthand.

@@ -8,8 +8,11 @@
 #![deny(missing_docs)]
 
 mod atomic;
+pub mod check;
 mod error;
+pub mod hitkeep;
 mod ingest;
+pub mod lock;
 mod packer;
 pub mod reader;
 pub mod restore;
@@ -20,6 +23,8 @@ mod tree;
 mod walk;
 
 pub use error::{Result, StoreError};
+pub use hitkeep::{ArchiveSpec, HitkeepPaths};
+pub use lock::{LockHolder, LockOptions};
 pub use restore::{RestoreOptions, RestorePlan, RestoreReport};
 pub use snapshot::{NoProgress, Progress, SnapshotOptions, SnapshotReport, SourceSpec};
 pub use store::{IndexSync, Store};

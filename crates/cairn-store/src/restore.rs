@@ -18,7 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
-use cairn_format::{ChunkId, EntryKind, EntryMeta, FileContent, Manifest, SnapshotId};
+use cairn_format::{ChunkId, EntryClass, EntryKind, EntryMeta, FileContent, Manifest, SnapshotId};
 
 use crate::atomic;
 use crate::error::{IoContext, Result, StoreError};
@@ -47,6 +47,10 @@ pub struct PlannedFile {
     pub meta: EntryMeta,
     /// Content.
     pub content: FileContent,
+    /// What the file is to HitKeep.
+    pub class: EntryClass,
+    /// Label of the root it belongs to.
+    pub root: String,
 }
 
 /// Everything a restore will write, checked before anything is written.
@@ -94,7 +98,7 @@ pub fn plan(store: &Store, manifest: &Manifest) -> Result<RestorePlan> {
             PathBuf::new()
         };
         if let Some(tree) = root.tree {
-            walk_plan(&reader, &mut cache, &tree, &base, &mut plan)?;
+            walk_plan(&reader, &mut cache, &root.label, &tree, &base, &mut plan)?;
         }
         if let Some(entry) = &root.file {
             let name = entry.safe_name().map_err(|e| StoreError::UnsafePath {
@@ -103,6 +107,7 @@ pub fn plan(store: &Store, manifest: &Manifest) -> Result<RestorePlan> {
             add_entry(
                 &reader,
                 &mut cache,
+                &root.label,
                 base.join(std::ffi::OsStr::from_bytes(name)),
                 entry,
                 &mut plan,
@@ -115,6 +120,7 @@ pub fn plan(store: &Store, manifest: &Manifest) -> Result<RestorePlan> {
 fn walk_plan(
     reader: &ChunkReader<'_>,
     cache: &mut FrameCache,
+    root: &str,
     tree: &ChunkId,
     rel: &Path,
     plan: &mut RestorePlan,
@@ -128,6 +134,7 @@ fn walk_plan(
         add_entry(
             reader,
             cache,
+            root,
             rel.join(std::ffi::OsStr::from_bytes(name)),
             e,
             plan,
@@ -139,6 +146,7 @@ fn walk_plan(
 fn add_entry(
     reader: &ChunkReader<'_>,
     cache: &mut FrameCache,
+    root: &str,
     rel: PathBuf,
     e: &cairn_format::TreeEntry,
     plan: &mut RestorePlan,
@@ -150,11 +158,13 @@ fn add_entry(
                 rel,
                 meta: e.meta.clone(),
                 content: c.clone(),
+                class: e.class.clone(),
+                root: root.to_string(),
             });
         }
         EntryKind::Dir(id) => {
             plan.dirs.push((rel.clone(), Some(e.meta.clone())));
-            walk_plan(reader, cache, id, &rel, plan)?;
+            walk_plan(reader, cache, root, id, &rel, plan)?;
         }
         EntryKind::Symlink(t) => plan.symlinks.push((rel, t.clone(), e.meta.clone())),
     }

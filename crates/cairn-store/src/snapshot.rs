@@ -1,25 +1,31 @@
 //! Taking a snapshot: walk each source root beside the parent snapshot,
-//! ingest the files that changed, write tree nodes bottom-up, seal packs,
-//! and write the manifest last. Until the manifest exists the snapshot is
-//! invisible; on failure the packs this run sealed are removed again.
+//! classify every entry against the HitKeep layout and check the boundary
+//! against the parent's, ingest the files that changed (databases before
+//! their WALs), write tree nodes bottom-up, seal packs, and write the
+//! manifest last. Until the manifest exists the snapshot is invisible; on
+//! failure the packs this run sealed are removed again.
 
+use std::collections::HashSet;
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
 use cairn_format::{
-    EntryKind, FileContent, Manifest, SnapshotId, SnapshotStats, SourceRoot, TreeEntry, TreeNode,
+    ChunkId, ContentLayout, EntryClass, EntryKind, FileContent, Manifest, SnapshotId,
+    SnapshotStats, SourceRoot, TreeEntry, TreeNode,
 };
 
 use crate::error::{FormatContext, IoContext, Result, StoreError};
+use crate::hitkeep::{self, BoundaryBuilder, Classifier, HitkeepPaths};
 use crate::ingest::Ingest;
 use crate::packer::ChunkSink;
 use crate::reader::ChunkReader;
 use crate::store::Store;
-use crate::walk::{entry_meta, unchanged, DirPlan, ItemPlan, Walker};
+use crate::walk::{entry_meta, unchanged, DirPlan, EntryPlan, FileJob, ItemPlan, Walker};
 
 /// Files smaller than this are ingested many at a time; larger ones one at
 /// a time, each with parallel chunking inside.
@@ -37,12 +43,16 @@ pub struct SourceSpec {
 /// How to take a snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotOptions {
-    /// The roots to snapshot.
+    /// The HitKeep paths; their roots are snapshotted and the boundary recorded.
+    pub hitkeep: Option<HitkeepPaths>,
+    /// Roots to snapshot when `hitkeep` is `None`.
     pub sources: Vec<SourceSpec>,
     /// Read every file even when size, mtime, ctime and inode match the parent.
     pub full_read: bool,
     /// Take no parent (implies a full read).
     pub no_parent: bool,
+    /// Refuse the snapshot when the boundary lost something against the parent.
+    pub strict: bool,
     /// Labels stored in the manifest.
     pub labels: std::collections::BTreeMap<String, String>,
 }
@@ -78,18 +88,29 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Takes a snapshot of `opts.sources` into `store`.
+/// Takes a snapshot into `store`.
 pub fn snapshot(
     store: &Store,
     opts: &SnapshotOptions,
     progress: &dyn Progress,
 ) -> Result<SnapshotReport> {
-    if opts.sources.is_empty() {
+    let sources = match &opts.hitkeep {
+        Some(h) => {
+            if !h.data.is_dir() {
+                return Err(StoreError::SourceMissing {
+                    path: h.data.clone(),
+                });
+            }
+            h.sources()
+        }
+        None => opts.sources.clone(),
+    };
+    if sources.is_empty() {
         return Err(StoreError::Usage(
             "nothing to snapshot: no source given".into(),
         ));
     }
-    for s in &opts.sources {
+    for s in &sources {
         if fs::symlink_metadata(&s.path).is_err() {
             return Err(StoreError::SourceMissing {
                 path: s.path.clone(),
@@ -106,7 +127,7 @@ pub fn snapshot(
         }
     };
     let sink = ChunkSink::new(store);
-    match take(store, &sink, id, parent.as_ref(), opts, progress) {
+    match take(store, &sink, id, parent.as_ref(), &sources, opts, progress) {
         Ok(r) => Ok(r),
         Err(e) => {
             sink.abandon();
@@ -115,11 +136,29 @@ pub fn snapshot(
     }
 }
 
+enum RootPlan {
+    Dir(DirPlan),
+    File(EntryPlan),
+}
+
+struct Root {
+    label: String,
+    path: PathBuf,
+    plan: RootPlan,
+}
+
+fn file_name_bytes(path: &Path) -> Vec<u8> {
+    path.file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
 fn take(
     store: &Store,
     sink: &ChunkSink<'_>,
     id: SnapshotId,
     parent: Option<&Manifest>,
+    sources: &[SourceSpec],
     opts: &SnapshotOptions,
     progress: &dyn Progress,
 ) -> Result<SnapshotReport> {
@@ -132,55 +171,115 @@ fn take(
         exclude: vec![store_root],
         files: Vec::new(),
         warnings: Vec::new(),
+        excluded: Vec::new(),
         reused: 0,
         reused_bytes: 0,
     };
-    // Walk every root.
-    enum RootPlan {
-        Dir(DirPlan),
-        File(TreeEntry, Option<usize>),
-    }
-    let mut plans = Vec::new();
-    for src in &opts.sources {
+
+    // 1. Walk every root beside the parent's.
+    let mut roots = Vec::new();
+    for src in sources {
         let path = fs::canonicalize(&src.path).at(&src.path)?;
         let prev = parent.and_then(|p| p.roots.iter().find(|r| r.label == src.label));
         let m = fs::metadata(&path).at(&path)?;
         let meta = entry_meta(&m);
-        if m.is_dir() {
-            let plan = walker.dir(&path, meta, prev.and_then(|r| r.tree))?;
-            plans.push((src, path, RootPlan::Dir(plan)));
+        let plan = if m.is_dir() {
+            RootPlan::Dir(walker.dir(&path, prev.and_then(|r| r.tree))?)
         } else {
-            let name = path
-                .file_name()
-                .map(|n| std::os::unix::ffi::OsStrExt::as_bytes(n).to_vec())
-                .unwrap_or_default();
             let reuse = prev
                 .and_then(|r| r.file.as_ref())
                 .filter(|_| !walker.full_read)
                 .and_then(|e| unchanged(e, &meta, m.len()));
-            let (content, slot) = match reuse {
-                Some(c) => (c, None),
+            let item = match reuse {
+                Some(c) => ItemPlan::Reuse(c),
                 None => {
-                    walker.files.push(crate::walk::FileJob {
+                    walker.files.push(FileJob {
                         path: path.clone(),
                         size: m.len(),
                     });
-                    (placeholder(), Some(walker.files.len() - 1))
+                    ItemPlan::Read {
+                        slot: walker.files.len() - 1,
+                    }
                 }
             };
-            let entry = TreeEntry {
-                name,
+            RootPlan::File(EntryPlan {
+                name: file_name_bytes(&path),
                 meta,
-                kind: EntryKind::File(content),
-            };
-            plans.push((src, path, RootPlan::File(entry, slot)));
+                item,
+                size: m.len(),
+            })
+        };
+        roots.push(Root {
+            label: src.label.clone(),
+            path,
+            plan,
+        });
+    }
+
+    // 2. Classify and check the boundary before reading anything.
+    let classifier = opts
+        .hitkeep
+        .as_ref()
+        .map(Classifier::new)
+        .unwrap_or_default();
+    let mut classes: Vec<Vec<(Vec<String>, EntryClass)>> = Vec::new();
+    for r in &roots {
+        let mut out = Vec::new();
+        match &r.plan {
+            RootPlan::Dir(d) => classify_dir(&classifier, &r.label, d, &mut Vec::new(), &mut out),
+            RootPlan::File(e) => {
+                let rel = vec![String::from_utf8_lossy(&e.name).into_owned()];
+                let class = classifier.classify(&r.label, &rel);
+                out.push((rel, class));
+            }
+        }
+        classes.push(out);
+    }
+    let parent_boundary = parent.and_then(|p| p.boundary.as_ref());
+    let draft = |gave_up: &[String], iterations: &dyn Fn(usize, &[String]) -> u64| {
+        opts.hitkeep.as_ref().map(|h| {
+            let mut b = BoundaryBuilder::new(h);
+            for x in &walker.excluded {
+                b.excluded(x.display().to_string());
+            }
+            for g in gave_up {
+                b.gave_up(g.clone());
+            }
+            for (ri, r) in roots.iter().enumerate() {
+                for (rel, class) in &classes[ri] {
+                    let joined = rel.join("/");
+                    if gave_up
+                        .iter()
+                        .any(|g| g == &format!("{}/{joined}", r.label))
+                    {
+                        continue;
+                    }
+                    let size = entry_size(&r.plan, rel);
+                    b.file(class, &r.label, &joined, size, iterations(ri, rel));
+                }
+            }
+            b.finish(parent_boundary)
+        })
+    };
+    if opts.strict {
+        if let Some(b) = draft(&[], &|_, _| 0) {
+            let problems: Vec<String> = b
+                .findings
+                .iter()
+                .filter(|f| hitkeep::is_problem(f))
+                .cloned()
+                .collect();
+            if !problems.is_empty() {
+                return Err(StoreError::Incomplete { findings: problems });
+            }
         }
     }
+
+    // 3. Ingest changed files: databases and everything else first, WALs
+    //    after their databases; small files many at a time, large in turn.
     let files = std::mem::take(&mut walker.files);
     let total: u64 = files.iter().map(|f| f.size).sum();
     progress.start(files.len() as u64, total);
-
-    // Ingest changed files: small ones many at a time, large ones in turn.
     let bytes_read = AtomicU64::new(0);
     let on_bytes = |n| progress.bytes(n);
     let ingest = Ingest {
@@ -189,58 +288,91 @@ fn take(
         bytes_read: &bytes_read,
         on_bytes: &on_bytes,
     };
+    let is_wal = |f: &FileJob| f.path.as_os_str().as_bytes().ends_with(b".wal");
     let mut results: Vec<Option<FileContent>> = vec![None; files.len()];
-    let (small, large): (Vec<usize>, Vec<usize>) =
-        (0..files.len()).partition(|&i| files[i].size < SMALL_FILE);
-    let small_done: Vec<(usize, Result<FileContent>)> = small
-        .par_iter()
-        .map(|&i| {
-            let r = ingest.file(&files[i].path);
+    let mut unstable: HashSet<PathBuf> = HashSet::new();
+    for wal_phase in [false, true] {
+        let (small, large): (Vec<usize>, Vec<usize>) = (0..files.len())
+            .filter(|&i| is_wal(&files[i]) == wal_phase)
+            .partition(|&i| files[i].size < SMALL_FILE);
+        let mut done: Vec<(usize, Result<FileContent>)> = small
+            .par_iter()
+            .map(|&i| {
+                let r = ingest.file(&files[i].path);
+                progress.file_done();
+                (i, r)
+            })
+            .collect();
+        for i in large {
+            done.push((i, ingest.file(&files[i].path)));
             progress.file_done();
-            (i, r)
+        }
+        for (i, r) in done {
+            match r {
+                Ok(c) => results[i] = Some(c),
+                // A file that kept changing is left out and reported, never
+                // recorded torn.
+                Err(StoreError::SourceUnstable { path, .. }) => {
+                    unstable.insert(path);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let gave_up: Vec<String> = roots
+        .iter()
+        .flat_map(|r| {
+            unstable.iter().filter_map(move |p| {
+                let rel = p.strip_prefix(&r.path).ok()?;
+                let rel = if rel.as_os_str().is_empty() {
+                    p.file_name()?.to_string_lossy().into_owned()
+                } else {
+                    rel.display().to_string()
+                };
+                Some(format!("{}/{rel}", r.label))
+            })
         })
         .collect();
-    for (i, r) in small_done {
-        results[i] = Some(r?);
-    }
-    for i in large {
-        results[i] = Some(ingest.file(&files[i].path)?);
-        progress.file_done();
-    }
 
-    // Trees bottom-up, then the manifest.
+    // 4. Trees bottom-up, then the boundary and the manifest.
     let mut stats = SnapshotStats {
         files_unchanged: walker.reused,
         bytes_read: bytes_read.load(Ordering::Relaxed),
         ..Default::default()
     };
-    let mut roots = Vec::new();
-    for (src, path, plan) in plans {
-        let root = match plan {
+    let mut iterations: Vec<Vec<(Vec<String>, u64)>> = vec![Vec::new(); roots.len()];
+    let mut manifest_roots = Vec::new();
+    for (ri, r) in roots.iter().enumerate() {
+        let mut ctx = TreeCtx {
+            sink,
+            classifier: &classifier,
+            label: &r.label,
+            results: &mut results,
+            stats: &mut stats,
+            iterations: &mut iterations[ri],
+        };
+        let root = match &r.plan {
             RootPlan::Dir(d) => SourceRoot {
-                label: src.label.clone(),
-                path: path.display().to_string(),
-                tree: Some(write_tree(sink, d, &mut results, &mut stats)?),
+                label: r.label.clone(),
+                path: r.path.display().to_string(),
+                tree: Some(ctx.write_tree(d, &mut Vec::new())?),
                 file: None,
             },
-            RootPlan::File(mut e, slot) => {
-                if let Some(slot) = slot {
-                    e.kind = EntryKind::File(results[slot].take().expect("ingested"));
-                }
-                if let EntryKind::File(c) = &e.kind {
-                    stats.files += 1;
-                    stats.logical_bytes += c.size;
-                }
-                SourceRoot {
-                    label: src.label.clone(),
-                    path: path.display().to_string(),
-                    tree: None,
-                    file: Some(e),
-                }
-            }
+            RootPlan::File(e) => SourceRoot {
+                label: r.label.clone(),
+                path: r.path.display().to_string(),
+                tree: None,
+                file: ctx.entry(e, &mut Vec::new())?,
+            },
         };
-        roots.push(root);
+        manifest_roots.push(root);
     }
+    let boundary = draft(&gave_up, &|ri, rel| {
+        iterations[ri]
+            .iter()
+            .find(|(r, _)| r == rel)
+            .map_or(0, |(_, it)| *it)
+    });
     sink.finish()?;
     let c = &sink.counters;
     stats.new_chunks = c.new_chunks.load(Ordering::Relaxed);
@@ -248,61 +380,122 @@ fn take(
     stats.new_meta_bytes = c.new_meta_bytes.load(Ordering::Relaxed);
     stats.added_pack_bytes = c.pack_bytes.load(Ordering::Relaxed);
     stats.new_packs = c.packs.load(Ordering::Relaxed);
+    let mut warnings = walker.warnings;
+    for p in &unstable {
+        warnings.push(format!(
+            "{}: kept changing while read; left out of this snapshot",
+            p.display()
+        ));
+    }
     let manifest = Manifest {
         id,
         parent: parent.map(|p| p.id),
         hostname: hostname(),
         cairn_version: env!("CARGO_PKG_VERSION").to_string(),
         finished_unix: now_unix(),
-        roots,
+        roots: manifest_roots,
         stats,
         labels: opts.labels.clone(),
+        boundary,
     };
     store.write_manifest(&manifest)?;
     let manifest_len = manifest.encode().what("manifest")?.len() as u64;
     Ok(SnapshotReport {
         store_growth: manifest.stats.added_pack_bytes + manifest_len,
         manifest,
-        warnings: walker.warnings,
+        warnings,
     })
 }
 
-fn placeholder() -> FileContent {
-    FileContent {
-        size: 0,
-        hash: [0; 32],
-        layout: cairn_format::ContentLayout::Whole,
-        chunks: cairn_format::ChunkList::Inline(Vec::new()),
+fn classify_dir(
+    c: &Classifier,
+    label: &str,
+    dir: &DirPlan,
+    rel: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, EntryClass)>,
+) {
+    for e in &dir.entries {
+        rel.push(String::from_utf8_lossy(&e.name).into_owned());
+        match &e.item {
+            ItemPlan::Dir(d) => classify_dir(c, label, d, rel, out),
+            ItemPlan::Reuse(_) | ItemPlan::Read { .. } => {
+                out.push((rel.clone(), c.classify(label, rel)))
+            }
+            ItemPlan::Symlink(_) => {}
+        }
+        rel.pop();
     }
 }
 
-fn write_tree(
-    sink: &ChunkSink<'_>,
-    dir: DirPlan,
-    results: &mut [Option<FileContent>],
-    stats: &mut SnapshotStats,
-) -> Result<cairn_format::ChunkId> {
-    stats.dirs += 1;
-    let mut node = TreeNode::default();
-    for e in dir.entries {
-        let kind = match e.item {
-            ItemPlan::Reuse(c) => EntryKind::File(c),
-            ItemPlan::Read { slot } => EntryKind::File(results[slot].take().expect("ingested")),
-            ItemPlan::Dir(d) => EntryKind::Dir(write_tree(sink, d, results, stats)?),
-            ItemPlan::Symlink(t) => EntryKind::Symlink(t),
-        };
-        if let EntryKind::File(c) = &kind {
-            stats.files += 1;
-            stats.logical_bytes += c.size;
+fn entry_size(plan: &RootPlan, rel: &[String]) -> u64 {
+    match plan {
+        RootPlan::File(e) => e.size,
+        RootPlan::Dir(d) => {
+            let mut dir = d;
+            for (k, name) in rel.iter().enumerate() {
+                let Some(e) = dir.entries.iter().find(|e| e.name == name.as_bytes()) else {
+                    return 0;
+                };
+                match &e.item {
+                    ItemPlan::Dir(sub) => dir = sub,
+                    _ if k + 1 == rel.len() => return e.size,
+                    _ => return 0,
+                }
+            }
+            0
         }
-        node.entries.push(TreeEntry {
-            name: e.name,
-            meta: e.meta,
-            kind,
-        });
     }
-    let _ = dir.meta;
-    sink.put_meta(node.encode().what("tree node")?)
+}
+
+struct TreeCtx<'a, 'b, 's> {
+    sink: &'a ChunkSink<'s>,
+    classifier: &'a Classifier,
+    label: &'a str,
+    results: &'b mut [Option<FileContent>],
+    stats: &'b mut SnapshotStats,
+    iterations: &'b mut Vec<(Vec<String>, u64)>,
+}
+
+impl TreeCtx<'_, '_, '_> {
+    /// The tree entry for `e`, or `None` when its capture gave up.
+    fn entry(&mut self, e: &EntryPlan, rel: &mut Vec<String>) -> Result<Option<TreeEntry>> {
+        rel.push(String::from_utf8_lossy(&e.name).into_owned());
+        let kind = match &e.item {
+            ItemPlan::Reuse(c) => Some(EntryKind::File(c.clone())),
+            ItemPlan::Read { slot } => self.results[*slot].take().map(EntryKind::File),
+            ItemPlan::Dir(d) => Some(EntryKind::Dir(self.write_tree(d, rel)?)),
+            ItemPlan::Symlink(t) => Some(EntryKind::Symlink(t.clone())),
+        };
+        let class = match &kind {
+            Some(EntryKind::File(c)) => {
+                self.stats.files += 1;
+                self.stats.logical_bytes += c.size;
+                if let ContentLayout::DuckDb { iteration, .. } = c.layout {
+                    self.iterations.push((rel.clone(), iteration));
+                }
+                self.classifier.classify(self.label, rel)
+            }
+            _ => EntryClass::Other,
+        };
+        rel.pop();
+        Ok(kind.map(|kind| TreeEntry {
+            name: e.name.clone(),
+            meta: e.meta.clone(),
+            kind,
+            class,
+        }))
+    }
+
+    fn write_tree(&mut self, dir: &DirPlan, rel: &mut Vec<String>) -> Result<ChunkId> {
+        self.stats.dirs += 1;
+        let mut node = TreeNode::default();
+        for e in &dir.entries {
+            if let Some(entry) = self.entry(e, rel)? {
+                node.entries.push(entry);
+            }
+        }
+        self.sink.put_meta(node.encode().what("tree node")?)
+    }
 }
 
 fn hostname() -> String {

@@ -16,7 +16,6 @@ use crate::tree::load_tree;
 
 /// A directory to be written as a tree node.
 pub(crate) struct DirPlan {
-    pub meta: EntryMeta,
     /// Entries sorted by name.
     pub entries: Vec<EntryPlan>,
 }
@@ -26,6 +25,8 @@ pub(crate) struct EntryPlan {
     pub name: Vec<u8>,
     pub meta: EntryMeta,
     pub item: ItemPlan,
+    /// Size at walk time (files).
+    pub size: u64,
 }
 
 /// What to do with an entry.
@@ -55,6 +56,8 @@ pub(crate) struct Walker<'r, 's> {
     pub exclude: Vec<PathBuf>,
     pub files: Vec<FileJob>,
     pub warnings: Vec<String>,
+    /// Transient HitKeep files left out (absolute paths).
+    pub excluded: Vec<PathBuf>,
     pub reused: u64,
     pub reused_bytes: u64,
 }
@@ -87,12 +90,7 @@ pub(crate) fn unchanged(parent: &TreeEntry, meta: &EntryMeta, size: u64) -> Opti
 
 impl<'r, 's> Walker<'r, 's> {
     /// Plans the directory at `path`; `parent` is its tree in the parent snapshot.
-    pub fn dir(
-        &mut self,
-        path: &Path,
-        meta: EntryMeta,
-        parent: Option<ChunkId>,
-    ) -> Result<DirPlan> {
+    pub fn dir(&mut self, path: &Path, parent: Option<ChunkId>) -> Result<DirPlan> {
         let parent_entries: HashMap<Vec<u8>, TreeEntry> = match parent {
             Some(id) => {
                 let ctx = || format!("parent tree of {}", path.display());
@@ -115,6 +113,10 @@ impl<'r, 's> Walker<'r, 's> {
             if self.exclude.iter().any(|x| x == &child) {
                 continue;
             }
+            if crate::hitkeep::is_transient(&name) {
+                self.excluded.push(child);
+                continue;
+            }
             let m = match fs::symlink_metadata(&child) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -132,7 +134,7 @@ impl<'r, 's> Walker<'r, 's> {
                     EntryKind::Dir(id) => Some(id),
                     _ => None,
                 });
-                ItemPlan::Dir(self.dir(&child, meta.clone(), sub)?)
+                ItemPlan::Dir(self.dir(&child, sub)?)
             } else if ft.is_file() {
                 match prev
                     .filter(|_| !self.full_read)
@@ -163,8 +165,13 @@ impl<'r, 's> Walker<'r, 's> {
                 ));
                 continue;
             };
-            entries.push(EntryPlan { name, meta, item });
+            entries.push(EntryPlan {
+                name,
+                meta,
+                item,
+                size: if ft.is_file() { m.len() } else { 0 },
+            });
         }
-        Ok(DirPlan { meta, entries })
+        Ok(DirPlan { entries })
     }
 }
