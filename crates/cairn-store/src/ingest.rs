@@ -28,7 +28,7 @@ use crate::tree::{Grouping, ListWriter};
 
 const WINDOW: usize = 16 << 20;
 const MAP_MIN: u64 = 1 << 20;
-const TRIES: u32 = 4;
+const TRIES: u32 = 7;
 /// Bytes of a DuckDB block covered by one chunk-list leaf.
 const LEAF_SPAN: usize = 64 * 1024;
 
@@ -50,10 +50,22 @@ fn changed(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::UnexpectedEof
 }
 
+/// The error that makes [`Ingest::file`] read the file again.
+fn changed_error(path: &Path, why: &str) -> StoreError {
+    StoreError::Io {
+        path: path.to_owned(),
+        cause: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
+    }
+}
+
 impl Ingest<'_, '_> {
     /// Reads the file at `path` into the store and returns its content record.
     pub fn file(&self, path: &Path) -> Result<FileContent> {
-        for _ in 0..TRIES {
+        for attempt in 0..TRIES {
+            if attempt > 0 {
+                // Back off: 10, 20, 40 ... ms, so a checkpoint can finish.
+                std::thread::sleep(std::time::Duration::from_millis(10 << (attempt - 1)));
+            }
             match self.attempt(path)? {
                 Attempt::Done(c) => return Ok(c),
                 Attempt::Changed => continue,
@@ -92,11 +104,19 @@ impl Ingest<'_, '_> {
             Err(e) => return Err(e),
         };
         let after = windows.file().metadata().at(path)?;
-        let stable = after.len() == size
-            && after.mtime() == before.mtime()
+        // A DuckDB file is consistent when its header area did not change
+        // while its blocks were read (checked in `duckdb`) and it did not
+        // shrink: writes into free blocks for the next checkpoint do not
+        // matter, the live header does not reference them.
+        let stable = if is_db {
+            after.len() >= size
+        } else {
+            after.len() == size
+                && after.mtime() == before.mtime()
             && after.mtime_nsec() == before.mtime_nsec()
             && after.ctime() == before.ctime()
-            && after.ctime_nsec() == before.ctime_nsec();
+                && after.ctime_nsec() == before.ctime_nsec()
+        };
         Ok(if stable {
             Attempt::Done(content)
         } else {
@@ -179,10 +199,7 @@ impl Ingest<'_, '_> {
         }
         if *hasher.finalize().as_bytes() != hash {
             // The file changed between the two passes.
-            return Err(StoreError::Io {
-                path: path.to_owned(),
-                cause: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
-            });
+            return Err(changed_error(path, "changed"));
         }
         let content = FileContent {
             size,
@@ -200,6 +217,10 @@ impl Ingest<'_, '_> {
         let headers = Headers::parse(&head).ok_or_else(|| {
             StoreError::Usage(format!("{}: DuckDB header area unreadable", path.display()))
         })?;
+        if !headers.live().checksum_ok {
+            // A header caught half-written: try again.
+            return Err(changed_error(path, "live header checksum mismatch"));
+        }
         let block_size = headers.block_size();
         let ranges: Vec<_> = duckdb::block_ranges(size, block_size).collect();
         let per_window = (WINDOW / block_size as usize).max(1);
@@ -248,10 +269,7 @@ impl Ingest<'_, '_> {
         let mut head_after = vec![0u8; duckdb::HEADER_AREA as usize];
         w.read_at(&mut head_after, 0).at(path)?;
         if head_after != head {
-            return Err(StoreError::Io {
-                path: path.to_owned(),
-                cause: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "checkpointed"),
-            });
+            return Err(changed_error(path, "checkpointed"));
         }
         Ok(FileContent {
             size,
@@ -290,10 +308,7 @@ impl Ingest<'_, '_> {
                 .zip(&copies)
                 .any(|(&i, copy)| ChunkId::of(copy) != ids[i])
         {
-            return Err(StoreError::Io {
-                path: path.to_owned(),
-                cause: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "changed"),
-            });
+            return Err(changed_error(path, "changed"));
         }
         let cand_ids: Vec<ChunkId> = candidates.iter().map(|&i| ids[i]).collect();
         let claimed = self.sink.claim(&cand_ids)?;
