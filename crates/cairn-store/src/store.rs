@@ -20,6 +20,7 @@ use cairn_index::{Index, IndexState};
 
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
+use crate::lock::{LockOptions, StoreLock};
 
 /// What [`Store::open`] or [`Store::rebuild_index`] did to the index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct Store {
     config: StoreConfig,
     index: Index,
     sync: IndexSync,
+    // Last, so it is released after the index is closed.
+    lock: StoreLock,
 }
 
 impl Store {
@@ -66,6 +69,13 @@ impl Store {
         for d in ["packs", "snapshots", "tmp"] {
             fs::create_dir_all(path.join(d)).at(path.join(d))?;
         }
+        let _lock = StoreLock::acquire(path, &LockOptions::default())?;
+        if path.join("config").exists() {
+            // Another init got there first.
+            return Err(StoreError::AlreadyExists {
+                path: path.to_owned(),
+            });
+        }
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| StoreError::Usage(format!("no randomness: {e}")))?;
         let mut config = StoreConfig::new(id);
@@ -83,8 +93,15 @@ impl Store {
     }
 
     /// Opens the store at `path`, bringing its index in step with the packs
-    /// and manifests (rebuilding it if it is missing or foreign).
+    /// and manifests (rebuilding it if it is missing or foreign). Fails with
+    /// [`StoreError::Locked`] if another process has it open.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &LockOptions::default())
+    }
+
+    /// [`open`](Self::open), taking the store lock as `lock` says (how long
+    /// to wait for another process, the command to record).
+    pub fn open_with(path: &Path, lock: &LockOptions) -> Result<Self> {
         let cfg_path = path.join("config");
         let bytes = match fs::read(&cfg_path) {
             Ok(b) => b,
@@ -96,14 +113,17 @@ impl Store {
             Err(e) => return Err(e).at(&cfg_path),
         };
         let config = StoreConfig::decode(&bytes).what(cfg_path.display())?;
+        let mut lock = StoreLock::acquire(path, lock)?;
         let tmp = path.join("tmp");
         fs::create_dir_all(&tmp).at(&tmp)?;
+        lock.clear_temps(&tmp);
         let (index, state) = Index::open(&path.join("index"), config.store_id)?;
         let mut store = Self {
             root: path.to_owned(),
             config,
             index,
             sync: IndexSync::default(),
+            lock,
         };
         store.sync = store.sync_index(state == IndexState::NeedsRebuild)?;
         Ok(store)
@@ -122,6 +142,12 @@ impl Store {
     /// The index.
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// The store lock this process holds (its warnings about a stale lock
+    /// cleared on open are for the user).
+    pub fn lock(&self) -> &StoreLock {
+        &self.lock
     }
 
     /// What opening did to the index.
