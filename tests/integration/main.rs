@@ -4,5 +4,6 @@
 
 mod bad_input;
 mod common;
+mod fault_injection;
 mod restore_safety;
 mod roundtrip;
