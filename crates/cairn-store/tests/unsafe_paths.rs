@@ -3,19 +3,26 @@
 //! it): restore refuses every name that is not a plain path component,
 //! and never writes outside its target, whatever the snapshot or the
 //! target directory already holds.
+//!
+//! Forged records start from templates taken from a real snapshot (struct
+//! update syntax), so fields added to the format later keep their
+//! engine-made values and these tests keep compiling.
+#![allow(clippy::needless_update)]
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use cairn_store::format::pack::{encode_frame, BlobKind, PackBuilder};
+use cairn_store::format::pack::{self, encode_frame, BlobKind, PackBuilder};
 use cairn_store::format::{
     ChunkId, ChunkList, ContentLayout, EntryKind, EntryMeta, FileContent, ListChild, Manifest,
     SnapshotId, SnapshotStats, SourceRoot, TreeEntry, TreeNode,
 };
 use cairn_store::restore::{self, RestoreOptions};
+use cairn_store::snapshot::{self, SnapshotOptions, SourceSpec};
 use cairn_store::{NoProgress, Store, StoreError};
 
 const FILE_MODE: u32 = 0o100644;
@@ -30,6 +37,77 @@ fn meta(mode: u32) -> EntryMeta {
         ino: 1,
         dev: 1,
     }
+}
+
+/// Records made by the engine itself, for struct update syntax.
+struct Templates {
+    manifest: Manifest,
+    root: SourceRoot,
+    file: TreeEntry,
+    content: FileContent,
+    child: ListChild,
+    dir: TreeEntry,
+    link: TreeEntry,
+}
+
+/// The chunk `id` from the packs of the store at `store`.
+fn read_chunk(store: &Path, id: &ChunkId) -> Vec<u8> {
+    for e in fs::read_dir(store.join("packs")).unwrap() {
+        let bytes = fs::read(e.unwrap().path()).unwrap();
+        for entry in pack::parse_pack(&bytes).unwrap().entries {
+            if entry.id == *id {
+                let start = entry.frame_offset as usize;
+                let frame = &bytes[start..start + entry.frame_len as usize];
+                let raw = pack::decode_frame(frame).unwrap();
+                return pack::chunk_in_frame(&raw, &entry).unwrap().to_vec();
+            }
+        }
+    }
+    panic!("chunk {id:?} not found");
+}
+
+fn templates() -> &'static Templates {
+    static T: OnceLock<Templates> = OnceLock::new();
+    T.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(data.join("d")).unwrap();
+        fs::write(data.join("f"), b"template").unwrap();
+        std::os::unix::fs::symlink("f", data.join("l")).unwrap();
+        let store_path = tmp.path().join("store");
+        Store::init(&store_path).unwrap();
+        let store = Store::open(&store_path).unwrap();
+        let opts = SnapshotOptions {
+            sources: vec![SourceSpec {
+                label: "data".into(),
+                path: data.clone(),
+            }],
+            ..Default::default()
+        };
+        let manifest = snapshot::snapshot(&store, &opts, &NoProgress)
+            .unwrap()
+            .manifest;
+        let root = manifest.roots[0].clone();
+        let node = TreeNode::decode(&read_chunk(&store_path, &root.tree.unwrap())).unwrap();
+        let by_name = |n: &[u8]| node.entries.iter().find(|e| e.name == n).unwrap().clone();
+        let file = by_name(b"f");
+        let EntryKind::File(content) = file.kind.clone() else {
+            panic!("f is not a file")
+        };
+        let ChunkList::Inline(children) = &content.chunks else {
+            panic!("a small file's list is inline")
+        };
+        let child = children[0];
+        Templates {
+            manifest,
+            root,
+            content,
+            child,
+            file,
+            dir: by_name(b"d"),
+            link: by_name(b"l"),
+        }
+    })
 }
 
 /// Collects chunks for one hand-made snapshot, then writes them as one
@@ -50,6 +128,7 @@ impl Forge {
                 id,
                 len: content.len() as u64,
                 tag: 0,
+                ..templates().child
             }]
         };
         TreeEntry {
@@ -60,7 +139,9 @@ impl Forge {
                 hash: id.0,
                 layout: ContentLayout::Whole,
                 chunks: ChunkList::Inline(children),
+                ..templates().content.clone()
             }),
+            ..templates().file.clone()
         }
     }
 
@@ -69,6 +150,7 @@ impl Forge {
             name: name.to_vec(),
             meta: meta(LINK_MODE),
             kind: EntryKind::Symlink(target.to_vec()),
+            ..templates().link.clone()
         }
     }
 
@@ -90,6 +172,7 @@ impl Forge {
             name: name.to_vec(),
             meta: meta(DIR_MODE),
             kind: EntryKind::Dir(id),
+            ..templates().dir.clone()
         }
     }
 
@@ -123,6 +206,7 @@ impl Forge {
             roots,
             stats: SnapshotStats::default(),
             labels: BTreeMap::new(),
+            ..templates().manifest.clone()
         };
         fs::write(
             store.join("snapshots").join(id.to_string()),
@@ -138,6 +222,7 @@ fn tree_root(label: &str, tree: ChunkId) -> SourceRoot {
         path: format!("/srv/{label}"),
         tree: Some(tree),
         file: None,
+        ..templates().root.clone()
     }
 }
 
@@ -342,6 +427,7 @@ fn unsafe_root_file_names_and_labels_are_refused() {
                 path: "/srv/db".into(),
                 tree: None,
                 file: Some(entry),
+                ..templates().root.clone()
             }],
         );
         let before = a.surroundings();
