@@ -44,8 +44,11 @@ pub enum Command {
     Ls(LsArgs),
     /// Summarise a snapshot: tenants, sizes, archives, assets, consistency.
     Show(ShowArgs),
-    /// Restore a snapshot into a directory, verifying every chunk and file.
+    /// Restore a snapshot into a directory (--target) or in place into a
+    /// HitKeep data path (--data-path), verifying every chunk and file.
     Restore(RestoreArgs),
+    /// HitKeep's recovery commands, as the runbook prints them.
+    Recover(RecoverArgs),
     /// Show logical and stored sizes, dedup ratio and what each snapshot added.
     Stats,
     /// Manage the index (a rebuildable cache).
@@ -124,11 +127,125 @@ pub struct RestoreArgs {
     #[arg(long, default_value = "latest")]
     pub snapshot: String,
     /// Directory to restore into (created if missing; must be empty).
-    #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "data_path",
+        conflicts_with = "data_path"
+    )]
+    pub target: Option<PathBuf>,
     /// Restore into a non-empty directory, replacing files of the same name.
     #[arg(long)]
     pub overwrite: bool,
+    #[command(flatten)]
+    pub hitkeep: InPlaceArgs,
+}
+
+/// Restoring into a live HitKeep layout (instead of `--target`).
+#[derive(Args, Debug)]
+pub struct InPlaceArgs {
+    /// Restore into this HitKeep data path, in place: each database is
+    /// written to a temporary name and verified, then the existing file and
+    /// its .wal are moved aside as <name>.pre-restore.<ts>.
+    #[arg(long, value_name = "PATH")]
+    pub data_path: Option<PathBuf>,
+    /// The control-plane database [default: DATA_PATH/hitkeep.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Where archives go [default: as in the snapshot].
+    #[arg(long, value_name = "PATH")]
+    pub archive_path: Option<PathBuf>,
+    /// Restore only this tenant (its database and archives).
+    #[arg(long, value_name = "UUID", conflicts_with = "control_plane")]
+    pub tenant: Option<String>,
+    /// Restore only the control-plane database.
+    #[arg(long)]
+    pub control_plane: bool,
+    /// Also restore captured WAL files (by default a restore boots without one).
+    #[arg(long)]
+    pub with_wal: bool,
+    /// Restore even if a process holds a database open (HitKeep running).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `recover` arguments: HitKeep's recovery commands.
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    #[command(subcommand)]
+    pub action: RecoverAction,
+}
+
+/// `recover` actions.
+#[derive(Subcommand, Debug)]
+pub enum RecoverAction {
+    /// The runbook's command: `recover restore-backup -from STORE
+    /// -snapshot TS -db PATH -data-path PATH -yes` (single-dash long flags,
+    /// as HitKeep's Go CLI takes them; `--flag` works too).
+    RestoreBackup(RestoreBackupArgs),
+}
+
+/// `recover restore-backup` arguments.
+#[derive(Args, Debug)]
+pub struct RestoreBackupArgs {
+    /// The cairn store to restore from (or --store / CAIRN_STORE).
+    #[arg(long, value_name = "STORE")]
+    pub from: Option<PathBuf>,
+    /// Snapshot id (2026-03-08T120000Z) or `latest`.
+    #[arg(long)]
+    pub snapshot: String,
+    /// The data path.
+    #[arg(long, value_name = "PATH")]
+    pub data_path: PathBuf,
+    /// The control-plane database [default: DATA_PATH/hitkeep.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Where archives go [default: as in the snapshot].
+    #[arg(long, value_name = "PATH")]
+    pub archive_path: Option<PathBuf>,
+    /// Restore only this tenant.
+    #[arg(long, value_name = "UUID")]
+    pub tenant: Option<String>,
+    /// Also restore captured WAL files.
+    #[arg(long)]
+    pub with_wal: bool,
+    /// Restore even if HitKeep holds a database open.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask: restore.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Turns HitKeep-style single-dash long flags after `recover
+/// restore-backup` (`-from X`, `-data-path=Y`, `-yes`) into `--from X`...,
+/// the way Go's flag package accepts both spellings.
+pub fn normalize_go_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut after = false;
+    let mut prev: Option<String> = None;
+    args.into_iter()
+        .map(|a| {
+            let s = a.to_string_lossy().into_owned();
+            let out = if after
+                && s.len() > 2
+                && s.starts_with('-')
+                && !s.starts_with("--")
+                && s.as_bytes()[1].is_ascii_alphabetic()
+            {
+                std::ffi::OsString::from(format!("-{s}"))
+            } else {
+                a
+            };
+            if prev.as_deref() == Some("recover") && s == "restore-backup" {
+                after = true;
+            }
+            prev = Some(s);
+            out
+        })
+        .collect()
 }
 
 /// `index` arguments.

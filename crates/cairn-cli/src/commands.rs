@@ -6,14 +6,16 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use cairn_store::format::{ArchiveLocation, Boundary, DbCapture, EntryClass, Manifest};
+use cairn_store::format::{ArchiveLocation, Boundary, DbCapture, EntryClass, Manifest, SnapshotId};
+use cairn_store::recover::{self, Action, RecoverOptions, Scope};
 use cairn_store::restore::{self, RestoreOptions};
 use cairn_store::snapshot::{self, SnapshotOptions};
 use cairn_store::{hitkeep, HitkeepPaths};
 use cairn_store::{stats, LockOptions, Store};
 
 use crate::args::{
-    Cli, IndexAction, IndexArgs, InitArgs, LsArgs, RestoreArgs, ShowArgs, SnapshotArgs,
+    Cli, IndexAction, IndexArgs, InitArgs, LsArgs, RecoverAction, RecoverArgs, RestoreArgs,
+    ShowArgs, SnapshotArgs,
 };
 use crate::progress::Bar;
 
@@ -30,8 +32,9 @@ pub fn lock_options(cli: &Cli) -> anyhow::Result<LockOptions> {
     let wait = std::time::Duration::try_from_secs_f64(cli.lock_wait)
         .with_context(|| format!("--lock-wait {}: not a number of seconds", cli.lock_wait))?;
     let mut names = Vec::new();
-    let matches =
-        <Cli as clap::CommandFactory>::command().try_get_matches_from(std::env::args_os());
+    let matches = <Cli as clap::CommandFactory>::command().try_get_matches_from(
+        crate::args::normalize_go_flags(std::env::args_os().collect()),
+    );
     if let Ok(m) = &matches {
         let mut m = m;
         while let Some((name, sub)) = m.subcommand() {
@@ -48,7 +51,11 @@ pub fn lock_options(cli: &Cli) -> anyhow::Result<LockOptions> {
 /// Opens the store, taking its lock as the command line says, and prints
 /// the lock's warnings (a stale lock cleared, another host's record).
 pub fn open_locked(cli: &Cli) -> anyhow::Result<Store> {
-    let store = Store::open_with(store_path(cli)?, &lock_options(cli)?)?;
+    open_locked_at(cli, store_path(cli)?)
+}
+
+fn open_locked_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
+    let store = Store::open_with(path, &lock_options(cli)?)?;
     for w in store.lock().warnings() {
         eprintln!("cairn: warning: {w}");
     }
@@ -56,7 +63,11 @@ pub fn open_locked(cli: &Cli) -> anyhow::Result<Store> {
 }
 
 fn open(cli: &Cli) -> anyhow::Result<Store> {
-    let store = open_locked(cli)?;
+    open_at(cli, store_path(cli)?)
+}
+
+fn open_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
+    let store = open_locked_at(cli, path)?;
     let sync = store.index_sync();
     if !cli.quiet && (sync.rebuilt || sync.packs_added > 0) {
         eprintln!(
@@ -375,13 +386,35 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
 pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
     let id = store.resolve(&a.snapshot)?;
+    let h = &a.hitkeep;
+    let Some(target) = &a.target else {
+        let data = h
+            .data_path
+            .clone()
+            .context("--target or --data-path is required")?;
+        let scope = match (&h.tenant, h.control_plane) {
+            (Some(t), _) => Scope::Tenant(t.clone()),
+            (None, true) => Scope::ControlPlane,
+            (None, false) => Scope::All,
+        };
+        let opts = RecoverOptions {
+            snapshot: id,
+            db: h.db.clone().unwrap_or_else(|| data.join("hitkeep.db")),
+            data,
+            archive: h.archive_path.clone(),
+            scope,
+            with_wal: h.with_wal,
+            force: h.force,
+        };
+        return in_place(cli, &store, &opts, h.yes);
+    };
     let bar = Bar::new(cli.quiet || cli.json, "restore");
     let started = std::time::Instant::now();
     let report = restore::restore(
         &store,
         &RestoreOptions {
             snapshot: id,
-            target: a.target.clone(),
+            target: target.clone(),
             overwrite: a.overwrite,
         },
         &bar,
@@ -394,7 +427,7 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
     if cli.json {
         print_json(&json!({
             "snapshot": id.to_string(),
-            "target": a.target,
+            "target": target,
             "files": report.files,
             "bytes": report.bytes,
             "failed": report.failed.iter().map(|(p, w)| json!({"path": p, "error": w})).collect::<Vec<_>>(),
@@ -404,7 +437,7 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
         println!(
             "restored snapshot {} to {}: {} files, {} verified in {:.2}s{}",
             id,
-            a.target.display(),
+            target.display(),
             report.files,
             human(report.bytes),
             started.elapsed().as_secs_f64(),
@@ -420,6 +453,131 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         Ok(ExitCode::from(1))
     }
+}
+
+pub fn recover(cli: &Cli, a: &RecoverArgs) -> anyhow::Result<ExitCode> {
+    match &a.action {
+        RecoverAction::RestoreBackup(r) => {
+            let path = match (&r.from, &cli.store) {
+                (Some(p), _) | (None, Some(p)) => p.clone(),
+                (None, None) => bail!("no store given: pass -from STORE"),
+            };
+            let store = open_at(cli, &path)?;
+            let id = store.resolve(&r.snapshot)?;
+            let opts = RecoverOptions {
+                snapshot: id,
+                db: r
+                    .db
+                    .clone()
+                    .unwrap_or_else(|| r.data_path.join("hitkeep.db")),
+                data: r.data_path.clone(),
+                archive: r.archive_path.clone(),
+                scope: r.tenant.clone().map_or(Scope::All, Scope::Tenant),
+                with_wal: r.with_wal,
+                force: r.force,
+            };
+            in_place(cli, &store, &opts, r.yes)
+        }
+    }
+}
+
+/// Restores into a live HitKeep layout: plan, show, ask (unless `yes`), execute.
+fn in_place(
+    cli: &Cli,
+    store: &Store,
+    opts: &RecoverOptions,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    let manifest = store.load_manifest(opts.snapshot)?;
+    let stamp = SnapshotId::from_unix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+    .to_string();
+    let plan = recover::plan(store, &manifest, opts, stamp)?;
+    let count = |a: Action| plan.items.iter().filter(|i| i.action == a).count();
+    if !cli.quiet || !yes {
+        eprintln!(
+            "restore snapshot {} into {} (db {}): {} files to create, {} to replace, {} already identical, {}",
+            manifest.id,
+            opts.data.display(),
+            opts.db.display(),
+            count(Action::Create),
+            count(Action::Replace),
+            count(Action::Unchanged),
+            human(plan.bytes()),
+        );
+        for i in plan.items.iter().filter(|i| i.action == Action::Replace) {
+            eprintln!(
+                "  replace {} (old one kept as {})",
+                i.dest.display(),
+                plan.aside(&i.dest).display()
+            );
+        }
+        for w in &plan.stale_wals {
+            eprintln!(
+                "  move aside {} (a restored database must not replay it)",
+                w.display()
+            );
+        }
+        for w in &plan.skipped_wals {
+            eprintln!(
+                "  skip captured WAL {} (use --with-wal to restore it)",
+                w.display()
+            );
+        }
+    }
+    for h in &plan.holders {
+        if opts.force {
+            eprintln!(
+                "cairn: WARNING: {} is open in process {} ({}); restoring anyway (--force)",
+                h.path.display(),
+                h.pid,
+                h.comm
+            );
+        }
+    }
+    if !yes && !confirm()? {
+        eprintln!("cairn: not confirmed; nothing changed (pass -yes to restore without asking)");
+        return Ok(ExitCode::from(1));
+    }
+    let bar = Bar::new(cli.quiet || cli.json, "restore");
+    let report = recover::execute(store, &plan, opts, &bar);
+    bar.finish();
+    let report = report?;
+    if cli.json {
+        print_json(&json!({
+            "snapshot": manifest.id.to_string(),
+            "written": report.written,
+            "unchanged": report.unchanged,
+            "bytes": report.bytes,
+            "moved_aside": report.moved_aside,
+        }));
+    } else if !cli.quiet {
+        println!(
+            "restored snapshot {}: {} files written and verified ({}), {} already identical, {} originals moved aside",
+            manifest.id,
+            report.written,
+            human(report.bytes),
+            report.unchanged,
+            report.moved_aside.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on stderr, reads stdin; anything but y/yes (or no input) is no.
+fn confirm() -> anyhow::Result<bool> {
+    use std::io::Write;
+    eprint!("Proceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line)? == 0 {
+        eprintln!();
+        return Ok(false);
+    }
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
 }
 
 pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {

@@ -13,7 +13,7 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args::normalize_go_flags(std::env::args_os().collect()));
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -31,6 +31,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(a) => commands::ls(cli, a),
         Command::Show(a) => commands::show(cli, a),
         Command::Restore(a) => commands::restore(cli, a),
+        Command::Recover(a) => commands::recover(cli, a),
         Command::Stats => commands::stats(cli),
         Command::Index(a) => commands::index(cli, a),
         Command::Check(a) => cmd_check::check(cli, a),

@@ -115,6 +115,18 @@ pub enum StoreError {
         /// The completeness problems.
         findings: Vec<String>,
     },
+    /// A process holds a database the restore would replace.
+    #[error(
+        "{path} is open in process {pid} ({comm}): stop HitKeep before restoring (or pass --force)"
+    )]
+    InUse {
+        /// The database.
+        path: PathBuf,
+        /// The holder's pid.
+        pid: u32,
+        /// The holder's command name.
+        comm: String,
+    },
     /// Invalid use.
     #[error("{0}")]
     Usage(String),

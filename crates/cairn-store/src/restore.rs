@@ -306,41 +306,9 @@ fn restore_file(
             .unwrap_or_default()
     );
     let temp = atomic::temp_path(dir, &stem);
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .at(&temp)?;
+    let mode = f.meta.mode & 0o7777;
     let result = (|| {
-        let mut out = BufWriter::with_capacity(1 << 20, &file);
-        let mut hasher = blake3::Hasher::new();
-        let mut written = 0u64;
-        let ctx = || f.rel.display().to_string();
-        let mut write_err = None;
-        for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
-            reader.with_chunk(&child.id, data, &ctx, |bytes| {
-                hasher.update(bytes);
-                written += bytes.len() as u64;
-                progress.bytes(bytes.len() as u64);
-                if let Err(e) = out.write_all(bytes) {
-                    write_err.get_or_insert(e);
-                }
-            })
-        })?;
-        if let Some(e) = write_err {
-            return Err(e).at(&temp);
-        }
-        out.flush().at(&temp)?;
-        drop(out);
-        if written != f.content.size || *hasher.finalize().as_bytes() != f.content.hash {
-            return Err(StoreError::FileHashMismatch {
-                path: f.rel.clone(),
-            });
-        }
-        file.set_permissions(fs::Permissions::from_mode(f.meta.mode & 0o7777))
-            .at(&temp)?;
-        set_mtime(&file, &f.meta).at(&temp)?;
-        file.sync_all().at(&temp)?;
+        let written = stage_file(reader, (lists, data), f, &temp, mode, progress)?;
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
             return Err(StoreError::UnsafePath {
                 detail: format!(
@@ -356,4 +324,52 @@ fn restore_file(
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Writes `f`'s content to a new file at `temp`, checking every chunk
+/// against its id and the whole content against the file hash, then sets
+/// `mode` and the mtime and fsyncs. On error the caller removes `temp`.
+pub(crate) fn stage_file(
+    reader: &ChunkReader<'_>,
+    (lists, data): (&mut FrameCache, &mut FrameCache),
+    f: &PlannedFile,
+    temp: &Path,
+    mode: u32,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(temp)
+        .at(temp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    let mut hasher = blake3::Hasher::new();
+    let mut written = 0u64;
+    let ctx = || f.rel.display().to_string();
+    let mut write_err = None;
+    for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
+        reader.with_chunk(&child.id, data, &ctx, |bytes| {
+            hasher.update(bytes);
+            written += bytes.len() as u64;
+            progress.bytes(bytes.len() as u64);
+            if let Err(e) = out.write_all(bytes) {
+                write_err.get_or_insert(e);
+            }
+        })
+    })?;
+    if let Some(e) = write_err {
+        return Err(e).at(temp);
+    }
+    out.flush().at(temp)?;
+    drop(out);
+    if written != f.content.size || *hasher.finalize().as_bytes() != f.content.hash {
+        return Err(StoreError::FileHashMismatch {
+            path: f.rel.clone(),
+        });
+    }
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .at(temp)?;
+    set_mtime(&file, &f.meta).at(temp)?;
+    file.sync_all().at(temp)?;
+    Ok(written)
 }

@@ -1,0 +1,430 @@
+//! Restore into a live HitKeep layout, the way HitKeep's own
+//! `recover restore-backup` does it, without ever losing the files that
+//! are there.
+//!
+//! Plan, then execute:
+//! 1. **Plan**: map every file of the snapshot to its place (`--db`,
+//!    `--data-path`, the archive directory), keep the scope (everything,
+//!    one tenant, or the control plane), leave WALs out unless asked
+//!    (`--with-wal`: a restore must boot without replaying a WAL), and
+//!    compare with what is there: identical files are left alone.
+//! 2. **Refuse if in use**: any other process holding a database that
+//!    would be replaced (found through `/proc`) stops the restore unless
+//!    `force` is set.
+//! 3. **Stage**: write every new file to `<name>.restore-<ts>.tmp` beside
+//!    its destination, verifying every chunk and the whole file.
+//!    Databases get mode 0600. A failure here removes the temp files:
+//!    nothing else was touched.
+//! 4. **Swap**: move each existing file (and, for a database, its `.wal`)
+//!    aside as `<name>.pre-restore.<ts>`, rename the staged file in.
+//!    A failure here undoes the swaps done so far in reverse order, so
+//!    every original is back in place.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use cairn_format::{ArchiveLocation, EntryClass, Manifest, SnapshotId};
+
+use crate::atomic;
+use crate::error::{IoContext, Result, StoreError};
+use crate::hitkeep::{wal_path, ROOT_ARCHIVE, ROOT_DB, ROOT_DB_WAL};
+use crate::inuse::{holders, Holder};
+use crate::reader::{ChunkReader, FrameCache};
+use crate::restore::{self, stage_file, PlannedFile};
+use crate::snapshot::Progress;
+use crate::store::Store;
+
+/// Which part of a snapshot to restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Shared and tenant-local data, archives, assets: everything.
+    All,
+    /// One tenant: its database and its archives.
+    Tenant(String),
+    /// The control-plane database only.
+    ControlPlane,
+}
+
+/// Where and what to restore.
+#[derive(Clone, Debug)]
+pub struct RecoverOptions {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The control-plane database path.
+    pub db: PathBuf,
+    /// The data path.
+    pub data: PathBuf,
+    /// The archive directory; `None` keeps the snapshot's layout (inside
+    /// the data path, or the directory the snapshot recorded).
+    pub archive: Option<PathBuf>,
+    /// What to restore.
+    pub scope: Scope,
+    /// Restore captured WALs too.
+    pub with_wal: bool,
+    /// Proceed even if a process holds a database open.
+    pub force: bool,
+}
+
+/// What will happen to one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing is there: create it.
+    Create,
+    /// Something else is there: move it aside, then put the snapshot's in.
+    Replace,
+    /// The same content is there: leave it.
+    Unchanged,
+}
+
+/// One file of the plan.
+#[derive(Clone, Debug)]
+pub struct RecoverItem {
+    /// The snapshot's file.
+    pub file: PlannedFile,
+    /// Where it goes.
+    pub dest: PathBuf,
+    /// What happens there.
+    pub action: Action,
+    /// Whether it is a database (mode 0600; its `.wal` is moved aside).
+    pub is_db: bool,
+}
+
+/// The plan: every file, what happens to it, and who holds what open.
+#[derive(Clone, Debug)]
+pub struct RecoverPlan {
+    /// Suffix for temp and aside names (`2026-03-08T120000Z`).
+    pub stamp: String,
+    /// Files.
+    pub items: Vec<RecoverItem>,
+    /// Processes holding a database that would be replaced.
+    pub holders: Vec<Holder>,
+    /// WALs in the snapshot that are not restored (without `with_wal`).
+    pub skipped_wals: Vec<PathBuf>,
+    /// Existing WALs beside databases being replaced (moved aside).
+    pub stale_wals: Vec<PathBuf>,
+}
+
+impl RecoverPlan {
+    /// `<dest>.pre-restore.<stamp>`.
+    pub fn aside(&self, dest: &Path) -> PathBuf {
+        suffixed(dest, &format!(".pre-restore.{}", self.stamp))
+    }
+
+    fn temp(&self, dest: &Path) -> PathBuf {
+        suffixed(dest, &format!(".restore-{}.tmp", self.stamp))
+    }
+
+    /// Bytes to write.
+    pub fn bytes(&self) -> u64 {
+        self.items
+            .iter()
+            .filter(|i| i.action != Action::Unchanged)
+            .map(|i| i.file.content.size)
+            .sum()
+    }
+}
+
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// What a recovery did.
+#[derive(Clone, Debug, Default)]
+pub struct RecoverReport {
+    /// Files written.
+    pub written: u64,
+    /// Files left alone (already identical).
+    pub unchanged: u64,
+    /// Originals moved aside.
+    pub moved_aside: Vec<PathBuf>,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+fn in_scope(scope: &Scope, class: &EntryClass) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::ControlPlane => matches!(class, EntryClass::ControlPlaneDb | EntryClass::Wal(None)),
+        Scope::Tenant(t) => match class {
+            EntryClass::TenantDb(x) | EntryClass::Wal(Some(x)) => x == t,
+            EntryClass::Archive {
+                tenant: Some(x), ..
+            } => x == t,
+            _ => false,
+        },
+    }
+}
+
+fn same_content(path: &Path, f: &PlannedFile) -> bool {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == f.content.size => {}
+        _ => return false,
+    }
+    let mut h = blake3::Hasher::new();
+    let hashed = fs::File::open(path).and_then(|file| h.update_reader(file).map(|_| ()));
+    hashed.is_ok() && *h.finalize().as_bytes() == f.content.hash
+}
+
+/// Plans a recovery of `manifest` (see the module docs).
+pub fn plan(
+    store: &Store,
+    manifest: &Manifest,
+    opts: &RecoverOptions,
+    stamp: String,
+) -> Result<RecoverPlan> {
+    let files = restore::plan(store, manifest)?;
+    let several = manifest.roots.len() > 1;
+    let boundary = manifest.boundary.as_ref();
+    // Where the archive sat inside the source data path, if it did.
+    let archive_prefix: Option<PathBuf> = boundary.and_then(|b| match &b.archive {
+        Some(ArchiveLocation::Local(a)) => Path::new(a)
+            .strip_prefix(&b.data_path)
+            .ok()
+            .map(Path::to_owned),
+        _ => None,
+    });
+    let recorded_archive: Option<PathBuf> = manifest
+        .roots
+        .iter()
+        .find(|r| r.label == ROOT_ARCHIVE)
+        .map(|r| PathBuf::from(&r.path));
+    let mut items = Vec::new();
+    let mut skipped_wals = Vec::new();
+    for f in files.files {
+        if !in_scope(&opts.scope, &f.class) {
+            continue;
+        }
+        let rel_in_root = if several {
+            f.rel.strip_prefix(&f.root).unwrap_or(&f.rel).to_owned()
+        } else {
+            f.rel.clone()
+        };
+        let dest = match (&f.class, f.root.as_str()) {
+            (EntryClass::ControlPlaneDb, _) => opts.db.clone(),
+            (EntryClass::Wal(None), _) | (_, ROOT_DB_WAL) => wal_path(&opts.db),
+            (_, ROOT_DB) => opts.db.clone(),
+            (_, ROOT_ARCHIVE) => match (&opts.archive, &recorded_archive) {
+                (Some(a), _) | (None, Some(a)) => a.join(&rel_in_root),
+                (None, None) => opts.data.join("archive").join(&rel_in_root),
+            },
+            (EntryClass::Archive { .. }, _) => match (&opts.archive, &archive_prefix) {
+                (Some(a), Some(prefix)) => {
+                    a.join(rel_in_root.strip_prefix(prefix).unwrap_or(&rel_in_root))
+                }
+                _ => opts.data.join(&rel_in_root),
+            },
+            _ => opts.data.join(&rel_in_root),
+        };
+        if matches!(f.class, EntryClass::Wal(_)) && !opts.with_wal {
+            skipped_wals.push(dest);
+            continue;
+        }
+        let is_db = matches!(
+            f.class,
+            EntryClass::ControlPlaneDb | EntryClass::TenantDb(_)
+        );
+        let action = if fs::symlink_metadata(&dest).is_err() {
+            Action::Create
+        } else if same_content(&dest, &f) {
+            Action::Unchanged
+        } else {
+            Action::Replace
+        };
+        items.push(RecoverItem {
+            file: f,
+            dest,
+            action,
+            is_db,
+        });
+    }
+    let replaced_dbs: Vec<PathBuf> = items
+        .iter()
+        .filter(|i| i.is_db && i.action == Action::Replace)
+        .map(|i| i.dest.clone())
+        .collect();
+    let restored_wals: BTreeSet<PathBuf> = items
+        .iter()
+        .filter(|i| matches!(i.file.class, EntryClass::Wal(_)))
+        .map(|i| i.dest.clone())
+        .collect();
+    let stale_wals = replaced_dbs
+        .iter()
+        .map(|d| wal_path(d))
+        .filter(|w| w.exists() && !restored_wals.contains(w))
+        .collect();
+    Ok(RecoverPlan {
+        stamp,
+        holders: holders(&replaced_dbs),
+        items,
+        skipped_wals,
+        stale_wals,
+    })
+}
+
+/// A fault injected by tests through `CAIRN_FAILPOINT=<name>`.
+fn failpoint(name: &str) -> Result<()> {
+    if std::env::var("CAIRN_FAILPOINT").is_ok_and(|v| v == name) {
+        return Err(StoreError::Usage(format!("injected failure at {name}")));
+    }
+    Ok(())
+}
+
+/// One completed step of the swap, undone in reverse on failure.
+enum Step {
+    MovedAside { from: PathBuf, to: PathBuf },
+    Placed { dest: PathBuf },
+}
+
+fn undo(steps: Vec<Step>) {
+    for step in steps.into_iter().rev() {
+        match step {
+            Step::Placed { dest } => {
+                let _ = fs::remove_file(&dest);
+            }
+            Step::MovedAside { from, to } => {
+                let _ = fs::rename(&to, &from);
+            }
+        }
+    }
+}
+
+/// Executes a plan (see the module docs).
+pub fn execute(
+    store: &Store,
+    plan: &RecoverPlan,
+    opts: &RecoverOptions,
+    progress: &dyn Progress,
+) -> Result<RecoverReport> {
+    if let Some(h) = plan.holders.first() {
+        if !opts.force {
+            return Err(StoreError::InUse {
+                path: h.path.clone(),
+                pid: h.pid,
+                comm: h.comm.clone(),
+            });
+        }
+    }
+    let todo: Vec<&RecoverItem> = plan
+        .items
+        .iter()
+        .filter(|i| i.action != Action::Unchanged)
+        .collect();
+    progress.start(todo.len() as u64, plan.bytes());
+
+    // Stage.
+    let mut created_dirs = Vec::new();
+    for item in &todo {
+        let dir = item.dest.parent().unwrap_or(Path::new("/"));
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while fs::symlink_metadata(d).is_err() {
+            missing.push(d.to_owned());
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        for m in missing.into_iter().rev() {
+            fs::create_dir(&m).at(&m)?;
+            created_dirs.push(m);
+        }
+    }
+    let reader = ChunkReader::new(store);
+    let staged: Vec<Result<u64>> = todo
+        .par_iter()
+        .map_init(
+            || (FrameCache::default(), FrameCache::default()),
+            |(lists, data), item| {
+                let temp = plan.temp(&item.dest);
+                let _ = fs::remove_file(&temp);
+                let mode = if item.is_db {
+                    0o600
+                } else {
+                    item.file.meta.mode & 0o7777
+                };
+                let r = stage_file(&reader, (lists, data), &item.file, &temp, mode, progress);
+                progress.file_done();
+                r
+            },
+        )
+        .collect();
+    let cleanup = |created_dirs: &[PathBuf]| {
+        for item in &todo {
+            let _ = fs::remove_file(plan.temp(&item.dest));
+        }
+        for d in created_dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    };
+    let mut bytes = 0;
+    for (item, r) in todo.iter().zip(staged) {
+        match r {
+            Ok(n) => bytes += n,
+            Err(e) => {
+                cleanup(&created_dirs);
+                return Err(StoreError::Usage(format!(
+                    "{}: not restored, nothing changed: {e}",
+                    item.dest.display()
+                )));
+            }
+        }
+    }
+    if let Err(e) = failpoint("recover-after-stage") {
+        cleanup(&created_dirs);
+        return Err(e);
+    }
+
+    // Swap.
+    let mut steps = Vec::new();
+    let mut report = RecoverReport {
+        bytes,
+        unchanged: (plan.items.len() - todo.len()) as u64,
+        ..Default::default()
+    };
+    let result = (|| {
+        for item in &todo {
+            let mut aside = Vec::new();
+            if item.action == Action::Replace {
+                aside.push(item.dest.clone());
+            }
+            if item.is_db {
+                let wal = wal_path(&item.dest);
+                if wal.exists() && plan.stale_wals.contains(&wal) {
+                    aside.push(wal);
+                }
+            }
+            for from in aside {
+                let to = plan.aside(&from);
+                fs::rename(&from, &to).at(&from)?;
+                steps.push(Step::MovedAside { from, to });
+            }
+            fs::rename(plan.temp(&item.dest), &item.dest).at(&item.dest)?;
+            steps.push(Step::Placed {
+                dest: item.dest.clone(),
+            });
+            failpoint("recover-mid-swap")?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        undo(steps);
+        cleanup(&created_dirs);
+        return Err(e);
+    }
+    let dirs: BTreeSet<&Path> = todo.iter().filter_map(|i| i.dest.parent()).collect();
+    for d in dirs {
+        atomic::sync_dir(d)?;
+    }
+    for s in steps {
+        match s {
+            Step::MovedAside { to, .. } => report.moved_aside.push(to),
+            Step::Placed { .. } => report.written += 1,
+        }
+    }
+    Ok(report)
+}
