@@ -113,8 +113,8 @@ impl Ingest<'_, '_> {
         } else {
             after.len() == size
                 && after.mtime() == before.mtime()
-            && after.mtime_nsec() == before.mtime_nsec()
-            && after.ctime() == before.ctime()
+                && after.mtime_nsec() == before.mtime_nsec()
+                && after.ctime() == before.ctime()
                 && after.ctime_nsec() == before.ctime_nsec()
         };
         Ok(if stable {
