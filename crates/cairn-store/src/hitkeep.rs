@@ -43,10 +43,11 @@ impl HitkeepPaths {
     /// Resolves paths the way HitKeep does: explicit values, else the
     /// defaults under the data path. `archive` may be an `s3://` URL.
     pub fn resolve(data: PathBuf, db: Option<PathBuf>, archive: Option<String>) -> Self {
-        let db = db.unwrap_or_else(|| data.join("hitkeep.db"));
+        let data = absolute(data);
+        let db = absolute(db.unwrap_or_else(|| data.join("hitkeep.db")));
         let archive = match archive {
             Some(a) if a.contains("://") => ArchiveSpec::External(a),
-            Some(a) => ArchiveSpec::Local(PathBuf::from(a)),
+            Some(a) => ArchiveSpec::Local(absolute(PathBuf::from(a))),
             None => ArchiveSpec::Local(data.join("archive")),
         };
         Self { db, data, archive }
@@ -95,6 +96,12 @@ impl HitkeepPaths {
         }
         out
     }
+}
+
+/// `p` made absolute against the current directory (not resolving links,
+/// so a path that does not exist yet keeps its meaning).
+fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 /// `{db}.wal`.
