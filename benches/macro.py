@@ -26,10 +26,10 @@ What it does (all in --work, which is git-ignored and emptied first):
 
 Every timed command runs with a warm page cache: the data path (or, for
 restores, the store) is read once right before the command. Peak RSS is
-`ru_maxrss` of the child from `os.wait4`. The load average is recorded
+from GNU time (`/usr/bin/time -f %M`); CPU time from `os.wait4`. The load average is recorded
 before each timed command, since the machine may be shared.
 
-Needs: cairn built (`cargo build --release -p cairn-cli`), restic, Python
+Needs: cairn built (`cargo build --release -p cairn-cli`), restic, GNU time, Python
 3.11 with `duckdb` (for the generator) and `zstandard` (for the floor:
 `pip install zstandard`).
 """
@@ -64,19 +64,32 @@ def log(*a):
 # measuring commands
 
 
+TIME = "/usr/bin/time"
+
+
 def run(cmd, env=None, cwd=None, check=True):
-    """Runs cmd; returns dict(wall_s, maxrss_kib, rc, stdout, stderr, load)."""
+    """Runs cmd; returns dict(wall_s, cpu_s, maxrss_kib, rc, stdout, stderr, load1).
+
+    Peak RSS comes from GNU time (`/usr/bin/time -f %M`), not from this
+    process's wait4: Linux carries a process's RSS high-water mark across
+    fork and exec, so a child forked from this (large) Python process would
+    report this process's RSS. GNU time is small, so its child's is true.
+    CPU time (user + system, the command and its children) is from wait4.
+    """
     load = os.getloadavg()[0]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as tf:
         t = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        p = subprocess.Popen([TIME, "-f", "%M", "-o", tf.name] + list(cmd), stdout=out, stderr=err, env=env, cwd=cwd)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         so, se = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    r = dict(wall_s=wall, cpu_s=ru.ru_utime + ru.ru_stime, maxrss_kib=ru.ru_maxrss, rc=p.returncode, stdout=so,
+        lines = [x for x in tf.read().split() if x.isdigit()]
+        maxrss = int(lines[-1]) if lines else None
+    r = dict(wall_s=wall, cpu_s=ru.ru_utime + ru.ru_stime, maxrss_kib=maxrss, rc=p.returncode, stdout=so,
              stderr=se, load1=load)
     if check and p.returncode != 0:
         raise RuntimeError(f"command failed ({p.returncode}): {' '.join(cmd)}\nstdout: {so[-2000:]}\nstderr: {se[-2000:]}")
@@ -273,12 +286,13 @@ def main(argv=None):
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--data", default=None, help="use this existing data path (copied into --work) instead of creating one")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--gen", default=GEN, help="the data path generator (default tests/hitkeep_gen.py)")
     args = ap.parse_args(argv)
     if zstandard is None and not args.no_floor:
         sys.exit("macro.py: the floor needs zstandard: pip install zstandard (or pass --no-floor)")
-    for b in (args.cairn, args.restic):
+    for b in (args.cairn, args.restic, TIME):
         if not shutil.which(b):
-            sys.exit(f"macro.py: {b} not found (cargo build --release -p cairn-cli; apt-get install restic)")
+            sys.exit(f"macro.py: {b} not found (cargo build --release -p cairn-cli; apt-get install restic time)")
 
     work = os.path.abspath(args.work)
     run_dir = os.path.join(work, f"macro-{args.scale}")
@@ -291,7 +305,8 @@ def main(argv=None):
     for d in (copies, scratch, restores):
         os.makedirs(d)
     result = dict(scale=args.scale, hours=args.hours, seed=args.seed, target_bytes=args.target_bytes,
-                  cairn=os.path.abspath(args.cairn),
+                  cairn=os.path.abspath(args.cairn), gen=os.path.abspath(args.gen),
+                  gen_sha256=hashlib.sha256(open(args.gen, "rb").read()).hexdigest(),
                   cairn_version=run([args.cairn, "--version"])["stdout"].strip(),
                   restic_version=run([args.restic, "version"])["stdout"].strip(),
                   nproc=os.cpu_count(), started=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -306,7 +321,7 @@ def main(argv=None):
     if args.data:
         subprocess.run(["cp", "-a", os.path.abspath(args.data), data], check=True)
     else:
-        cmd = [sys.executable, GEN, "create", data, "--scale", args.scale, "--seed", str(args.seed)]
+        cmd = [sys.executable, args.gen, "create", data, "--scale", args.scale, "--seed", str(args.seed)]
         if args.target_bytes:
             cmd += ["--target-bytes", str(args.target_bytes)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -359,7 +374,7 @@ def main(argv=None):
 
     # 3. hours
     for h in range(1, args.hours + 1):
-        subprocess.run([sys.executable, GEN, "age", data, "--hours", "1", "--seed", str(args.seed)],
+        subprocess.run([sys.executable, args.gen, "age", data, "--hours", "1", "--seed", str(args.seed)],
                        check=True, stdout=subprocess.DEVNULL)
         keep_copy(h)
         row = snap_both(h)
