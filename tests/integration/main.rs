@@ -4,6 +4,8 @@
 
 mod bad_input;
 mod common;
+mod crash;
 mod fault_injection;
+mod locking;
 mod restore_safety;
 mod roundtrip;
