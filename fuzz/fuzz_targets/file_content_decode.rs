@@ -1,0 +1,6 @@
+#![no_main]
+//! Checks: `cairn_fuzz::checks_format::check_file_content_decode` (fuzz/checks_format.rs).
+
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| cairn_fuzz::checks_format::check_file_content_decode(data)
+);

@@ -1,0 +1,4 @@
+#![no_main]
+//! Checks: `cairn_fuzz::checks_format::check_store_config` (fuzz/checks_format.rs).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_fuzz::checks_format::check_store_config(data));
