@@ -46,10 +46,17 @@ pub fn check(cli: &Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> {
             "no store given: pass --store PATH or set CAIRN_STORE",
         ));
     };
-    let store = match Store::open(path) {
+    let lock = match crate::commands::lock_options(cli) {
+        Ok(l) => l,
+        Err(e) => return Ok(could_not_run(format!("{e:#}"))),
+    };
+    let store = match Store::open_with(path, &lock) {
         Ok(s) => s,
         Err(e) => return Ok(store_failed(path, e)),
     };
+    for w in store.lock().warnings() {
+        eprintln!("cairn: warning: {w}");
+    }
     let sync = store.index_sync();
     if !cli.quiet && !cli.json && (sync.rebuilt || sync.packs_added > 0) {
         eprintln!(

@@ -999,3 +999,55 @@ impl SeqRead<'_> {
         self.buf_off += n as u64;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u8) -> Vec<PackId> {
+        (0..n).map(|i| PackId::of(&[i])).collect()
+    }
+
+    #[test]
+    fn subset_parses_and_slices_cover_every_pack_once() {
+        assert_eq!(
+            DataSelection::parse("2/5"),
+            Ok(DataSelection::Slice { n: 2, m: 5 })
+        );
+        assert_eq!(
+            DataSelection::parse("12.5%"),
+            Ok(DataSelection::Percent(12.5))
+        );
+        for bad in ["0/3", "4/3", "1/0", "x", "3", "0%", "101%", "-1%", "1/3/4"] {
+            assert!(DataSelection::parse(bad).is_err(), "{bad}");
+        }
+        let packs = ids(50);
+        for m in 1..7u32 {
+            for (i, id) in packs.iter().enumerate() {
+                let hits = (1..=m)
+                    .filter(|&n| DataSelection::Slice { n, m }.selects(i, id))
+                    .count();
+                assert_eq!(hits, 1, "pack {i} of slices /{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn percent_is_stable_and_about_right() {
+        let packs = ids(200);
+        let pick = |p: f64| -> Vec<bool> {
+            packs
+                .iter()
+                .enumerate()
+                .map(|(i, id)| DataSelection::Percent(p).selects(i, id))
+                .collect()
+        };
+        assert_eq!(pick(25.0), pick(25.0));
+        assert!(pick(100.0).iter().all(|&b| b));
+        let n = pick(25.0).iter().filter(|&&b| b).count();
+        assert!((25..=75).contains(&n), "{n} of 200 at 25%");
+        // A larger share keeps every pack of a smaller one.
+        let (small, large) = (pick(10.0), pick(30.0));
+        assert!(small.iter().zip(&large).all(|(s, l)| !s || *l));
+    }
+}
