@@ -764,7 +764,6 @@ fn missing_list_node_names_the_file() {
 /// reported by name and the others are still restored". Ignored until
 /// restore skips (and names) an unreadable directory.
 #[test]
-#[ignore = "restore refuses the whole snapshot when one directory node is damaged"]
 fn missing_directory_node_fails_only_that_directory() {
     let t = copy_of_base();
     let roots = root_trees(&t.store());
@@ -815,7 +814,6 @@ fn missing_directory_node_fails_only_that_directory() {
 /// as it opens the store first. Ignored until `Store::open` rebuilds an
 /// index sled cannot open.
 #[test]
-#[ignore = "a garbled sled index makes the store unusable until index/ is removed"]
 fn garbled_index_is_rebuilt() {
     let t = copy_of_base();
     let conf = t.store().join("index/conf");

@@ -77,6 +77,9 @@ fn open_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
             sync.snapshots_added
         );
     }
+    if let Some(why) = &sync.recreated {
+        eprintln!("cairn: warning: the index could not be opened ({why}); it was recreated from packs and manifests");
+    }
     for (pack, why) in &sync.unreadable_packs {
         eprintln!("cairn: warning: pack {pack} is unreadable and was left out of the index: {why}");
     }
@@ -348,6 +351,9 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
     let id = store.resolve(&a.snapshot)?;
     let m = store.load_manifest(id)?;
     let plan = restore::plan(&store, &m)?;
+    for (dir, why) in &plan.failed {
+        eprintln!("cairn: error: {}: cannot be listed: {why}", dir.display());
+    }
     let mut rows: Vec<(String, &'static str, u64, u32, String)> = Vec::new();
     for (p, meta) in &plan.dirs {
         let mode = meta.as_ref().map_or(0o755, |m| m.mode);
@@ -380,7 +386,11 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
             println!("{:>4o} {:<7} {:>12} {:<24} {}", m & 0o7777, k, s, c, p);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if plan.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {

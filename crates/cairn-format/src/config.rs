@@ -50,10 +50,15 @@ impl ChunkingParams {
             what: "chunking parameters",
             detail,
         };
-        if !(64..=self.cdc_avg).contains(&self.cdc_min)
-            || self.cdc_avg > self.cdc_max
-            || self.cdc_max > 16 << 20
-        {
+        // FastCDC 3.2.1's own limits (it asserts on them), and a maximum
+        // chunk of at most 4 MiB: ingest reads 8 MiB windows and needs at
+        // least two maximum chunks in one.
+        let ok = (64..=1 << 20).contains(&self.cdc_min)
+            && (256..=4 << 20).contains(&self.cdc_avg)
+            && (1024..=4 << 20).contains(&self.cdc_max)
+            && self.cdc_min <= self.cdc_avg
+            && self.cdc_avg <= self.cdc_max;
+        if !ok {
             return Err(bad(format!(
                 "FastCDC sizes {}/{}/{} are out of order or range",
                 self.cdc_min, self.cdc_avg, self.cdc_max

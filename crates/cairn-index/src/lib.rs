@@ -28,12 +28,12 @@ pub const INDEX_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// sled failed.
-    #[error("index at {path}: {source}")]
+    #[error("index at {path}: {cause}")]
     Sled {
         /// The index directory.
         path: PathBuf,
-        /// sled's error.
-        source: sled::Error,
+        /// sled's error (part of the message, so not exposed as a source).
+        cause: sled::Error,
     },
     /// A record does not decode: the cache is damaged.
     #[error("index at {path} holds a damaged {what} record; run `cairn index rebuild`")]
@@ -93,9 +93,9 @@ impl Index {
     /// `store_id`. A damaged, foreign or outdated index is cleared and
     /// reported as [`IndexState::NeedsRebuild`].
     pub fn open(path: &Path, store_id: [u8; 16]) -> Result<(Self, IndexState)> {
-        let err = |source| IndexError::Sled {
+        let err = |cause| IndexError::Sled {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let db = sled::Config::new()
             .path(path)
@@ -133,10 +133,10 @@ impl Index {
         Ok((index, IndexState::NeedsRebuild))
     }
 
-    fn err(&self, source: sled::Error) -> IndexError {
+    fn err(&self, cause: sled::Error) -> IndexError {
         IndexError::Sled {
             path: self.path.clone(),
-            source,
+            cause,
         }
     }
 

@@ -388,7 +388,7 @@ pub fn findings(now: &Boundary, parent: Option<&Boundary>) -> Vec<String> {
 /// Whether a finding is informational rather than a completeness problem
 /// (`--strict` refuses only problems).
 pub fn is_problem(finding: &str) -> bool {
-    !finding.ends_with(" appeared")
+    !finding.ends_with(" appeared") && !finding.ends_with("recorded, not captured")
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! cut with FastCDC. The file is stat'ed before and after; if it changed
 //! while read, it is read again (bounded), so no torn content is recorded.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -26,7 +27,7 @@ use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::packer::ChunkSink;
 use crate::tree::{Grouping, ListWriter};
 
-const WINDOW: usize = 16 << 20;
+const WINDOW: usize = 8 << 20;
 const MAP_MIN: u64 = 1 << 20;
 const TRIES: u32 = 7;
 /// Bytes of a DuckDB block covered by one chunk-list leaf.
@@ -61,12 +62,13 @@ fn changed_error(path: &Path, why: &str) -> StoreError {
 impl Ingest<'_, '_> {
     /// Reads the file at `path` into the store and returns its content record.
     pub fn file(&self, path: &Path) -> Result<FileContent> {
+        let mut bad_header = None;
         for attempt in 0..TRIES {
             if attempt > 0 {
                 // Back off: 10, 20, 40 ... ms, so a checkpoint can finish.
                 std::thread::sleep(std::time::Duration::from_millis(10 << (attempt - 1)));
             }
-            match self.attempt(path)? {
+            match self.attempt(path, &mut bad_header)? {
                 Attempt::Done(c) => return Ok(c),
                 Attempt::Changed => continue,
             }
@@ -77,7 +79,12 @@ impl Ingest<'_, '_> {
         })
     }
 
-    fn attempt(&self, path: &Path) -> Result<Attempt> {
+    /// One read. `bad_header` carries a DuckDB header area whose live
+    /// checksum did not match from one attempt to the next: a header caught
+    /// mid-write is retried, but one that is the same, and still wrong, on
+    /// two reads is how the file is (damaged, or a format cairn does not
+    /// know) and is recorded as it is rather than dropped.
+    fn attempt(&self, path: &Path, bad_header: &mut Option<Vec<u8>>) -> Result<Attempt> {
         let file = File::open(path).at(path)?;
         let before = file.metadata().at(path)?;
         let size = before.len();
@@ -92,7 +99,7 @@ impl Ingest<'_, '_> {
         };
         let mut windows = FileWindows::new(file, access);
         let result = if is_db {
-            self.duckdb(&mut windows, size, path)
+            self.duckdb(&mut windows, size, path, bad_header)
         } else if size <= u64::from(self.config.chunking.whole_file_max) {
             self.whole(&mut windows, size, path)
         } else {
@@ -211,14 +218,21 @@ impl Ingest<'_, '_> {
         Ok(content)
     }
 
-    fn duckdb(&self, w: &mut FileWindows, size: u64, path: &Path) -> Result<FileContent> {
+    fn duckdb(
+        &self,
+        w: &mut FileWindows,
+        size: u64,
+        path: &Path,
+        bad_header: &mut Option<Vec<u8>>,
+    ) -> Result<FileContent> {
         let mut head = vec![0u8; duckdb::HEADER_AREA as usize];
         w.read_at(&mut head, 0).at(path)?;
         let headers = Headers::parse(&head).ok_or_else(|| {
             StoreError::Usage(format!("{}: DuckDB header area unreadable", path.display()))
         })?;
-        if !headers.live().checksum_ok {
+        if !headers.live().checksum_ok && bad_header.as_deref() != Some(&head[..]) {
             // A header caught half-written: try again.
+            *bad_header = Some(head);
             return Err(changed_error(path, "live header checksum mismatch"));
         }
         let block_size = headers.block_size();
@@ -298,52 +312,96 @@ impl Ingest<'_, '_> {
         let ids: Vec<ChunkId> = cuts.par_iter().map(|c| ChunkId::of(slice(c))).collect();
         let maybe_new = self.sink.peek(&ids)?;
         let candidates: Vec<usize> = (0..cuts.len()).filter(|&i| maybe_new[i]).collect();
-        let copies: Vec<Vec<u8>> = candidates
-            .par_iter()
-            .map(|&i| slice(&cuts[i]).to_vec())
-            .collect();
-        if verify
-            && candidates
-                .par_iter()
-                .zip(&copies)
-                .any(|(&i, copy)| ChunkId::of(copy) != ids[i])
-        {
-            return Err(changed_error(path, "changed"));
-        }
-        let cand_ids: Vec<ChunkId> = candidates.iter().map(|&i| ids[i]).collect();
-        let claimed = self.sink.claim(&cand_ids)?;
-        // Group claimed chunks, in file order, into frames of about frame_target bytes.
         let target = self.config.compression.frame_target as usize;
-        let mut frames: Vec<Vec<usize>> = Vec::new();
-        let mut cur: Vec<usize> = Vec::new();
-        let mut cur_len = 0;
-        for (k, &ok) in claimed.iter().enumerate() {
-            if !ok {
-                continue;
+        let len_of = |i: usize| cuts[i].len as usize;
+        let concat = |group: &[usize]| -> Vec<u8> {
+            let mut raw = Vec::with_capacity(group.iter().map(|&i| len_of(i)).sum());
+            for &i in group {
+                raw.extend_from_slice(slice(&cuts[i]));
             }
-            let len = copies[k].len();
-            if !cur.is_empty() && cur_len + len > target {
-                frames.push(std::mem::take(&mut cur));
-                cur_len = 0;
+            raw
+        };
+        // (chunk indices, raw bytes) per frame, in file order.
+        let frames: Vec<(Vec<usize>, Vec<u8>)> = if verify {
+            // Mapped bytes may change under us: copy, check the copy still
+            // hashes to the id, and only then claim.
+            let groups = group_frames(&candidates, len_of, target);
+            let raws: Vec<Vec<u8>> = groups.par_iter().map(|g| concat(g)).collect();
+            let intact = groups.par_iter().zip(&raws).all(|(g, raw)| {
+                let mut at = 0;
+                g.iter().all(|&i| {
+                    let ok = ChunkId::of(&raw[at..at + len_of(i)]) == ids[i];
+                    at += len_of(i);
+                    ok
+                })
+            });
+            if !intact {
+                return Err(changed_error(path, "changed"));
             }
-            cur.push(k);
-            cur_len += len;
-        }
-        if !cur.is_empty() {
-            frames.push(cur);
-        }
+            let claimed = self
+                .sink
+                .claim(&candidates.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
+            let won: HashSet<usize> = candidates
+                .iter()
+                .zip(&claimed)
+                .filter(|(_, &c)| c)
+                .map(|(&i, _)| i)
+                .collect();
+            groups
+                .into_iter()
+                .zip(raws)
+                .filter_map(|(g, raw)| {
+                    if g.iter().all(|i| won.contains(i)) {
+                        return Some((g, raw));
+                    }
+                    // Another file claimed some of these meanwhile: keep the rest.
+                    let mut keep = Vec::new();
+                    let mut bytes = Vec::new();
+                    let mut at = 0;
+                    for &i in &g {
+                        if won.contains(&i) {
+                            keep.push(i);
+                            bytes.extend_from_slice(&raw[at..at + len_of(i)]);
+                        }
+                        at += len_of(i);
+                    }
+                    (!keep.is_empty()).then_some((keep, bytes))
+                })
+                .collect()
+        } else {
+            // A private buffer: claim first, copy once into each frame.
+            let claimed = self
+                .sink
+                .claim(&candidates.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
+            let won: Vec<usize> = candidates
+                .iter()
+                .zip(&claimed)
+                .filter(|(_, &c)| c)
+                .map(|(&i, _)| i)
+                .collect();
+            group_frames(&won, len_of, target)
+                .into_iter()
+                .map(|g| (g, Vec::new()))
+                .collect()
+        };
         let level = self.config.compression.zstd_level;
         let encoded: Vec<Result<Vec<u8>>> = frames
             .par_iter()
-            .map(|ks| {
-                let raw: Vec<u8> = ks.iter().flat_map(|&k| copies[k].iter().copied()).collect();
-                pack::encode_frame(&raw, level).what(path.display())
+            .map(|(g, raw)| {
+                let owned;
+                let raw = if raw.is_empty() {
+                    owned = concat(g);
+                    &owned
+                } else {
+                    raw
+                };
+                pack::encode_frame(raw, level).what(path.display())
             })
             .collect();
-        for (ks, frame) in frames.iter().zip(encoded) {
-            let chunks: Vec<FrameChunk> = ks
+        for ((g, _), frame) in frames.iter().zip(encoded) {
+            let chunks: Vec<FrameChunk> = g
                 .iter()
-                .map(|&k| (cand_ids[k], BlobKind::Data, copies[k].len() as u32))
+                .map(|&i| (ids[i], BlobKind::Data, cuts[i].len))
                 .collect();
             self.sink.add_data_frame(&frame?, &chunks)?;
         }
@@ -361,4 +419,28 @@ impl Ingest<'_, '_> {
 
 fn w_access(w: &FileWindows) -> Access {
     w.access()
+}
+
+/// Groups chunk indices, in order, into frames of about `target` bytes.
+fn group_frames(
+    indices: &[usize],
+    len_of: impl Fn(usize) -> usize,
+    target: usize,
+) -> Vec<Vec<usize>> {
+    let mut frames = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let mut cur_len = 0;
+    for &i in indices {
+        let len = len_of(i);
+        if !cur.is_empty() && cur_len + len > target {
+            frames.push(std::mem::take(&mut cur));
+            cur_len = 0;
+        }
+        cur.push(i);
+        cur_len += len;
+    }
+    if !cur.is_empty() {
+        frames.push(cur);
+    }
+    frames
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder, PackEntry};
+use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder};
 use cairn_format::{ChunkId, ChunkList, FileContent, PackId};
 
 use crate::atomic;
@@ -49,7 +49,9 @@ pub(crate) struct ChunkSink<'s> {
     data: Mutex<Option<OpenPack>>,
     meta: Mutex<(Option<OpenPack>, MetaFrame)>,
     files: Mutex<Vec<([u8; 32], Vec<u8>)>>,
-    sealed: Mutex<Vec<(PackId, Vec<PackEntry>)>>,
+    /// Packs this run created (ids only: their entries are re-read from
+    /// the trailer if the run is abandoned, so memory does not grow with data).
+    sealed: Mutex<Vec<PackId>>,
     pub counters: SinkCounters,
 }
 
@@ -208,18 +210,16 @@ impl<'s> ChunkSink<'s> {
         drop(f);
         let dest = self.store.pack_path(&id);
         if dest.exists() {
-            // The same pack bytes exist already (identical content).
+            // The same pack bytes exist already (identical content): not
+            // ours to remove if this run is abandoned.
             let _ = fs::remove_file(&temp);
         } else {
             atomic::commit(&temp, &dest, true)?;
             self.counters.pack_bytes.fetch_add(len, Ordering::Relaxed);
             self.counters.packs.fetch_add(1, Ordering::Relaxed);
+            self.sealed.lock().expect("sealed lock").push(id);
         }
         self.store.index().add_pack(id, len, &trailer.entries)?;
-        self.sealed
-            .lock()
-            .expect("sealed lock")
-            .push((id, trailer.entries));
         let mut pending = self.pending.lock().expect("pending lock");
         for id in &open.ids {
             pending.remove(id);
@@ -252,8 +252,11 @@ impl<'s> ChunkSink<'s> {
     /// store is as it was.
     pub fn abandon(&self) {
         let sealed = std::mem::take(&mut *self.sealed.lock().unwrap_or_else(|e| e.into_inner()));
-        for (id, entries) in sealed {
-            if self.store.index().remove_pack(id, &entries).is_ok() {
+        for id in sealed {
+            let Ok(trailer) = self.store.read_trailer(&id) else {
+                continue;
+            };
+            if self.store.index().remove_pack(id, &trailer.entries).is_ok() {
                 let _ = fs::remove_file(self.store.pack_path(&id));
             }
         }

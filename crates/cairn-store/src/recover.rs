@@ -178,6 +178,14 @@ pub fn plan(
     stamp: String,
 ) -> Result<RecoverPlan> {
     let files = restore::plan(store, manifest)?;
+    if let Some((dir, why)) = files.failed.first() {
+        // In place, a partial restore would mix snapshot and live files.
+        return Err(StoreError::Usage(format!(
+            "snapshot {}: directory {} cannot be read ({why}); refusing to restore in place",
+            manifest.id,
+            dir.display()
+        )));
+    }
     let several = manifest.roots.len() > 1;
     let boundary = manifest.boundary.as_ref();
     // Where the archive sat inside the source data path, if it did.
@@ -242,9 +250,11 @@ pub fn plan(
             is_db,
         });
     }
-    let replaced_dbs: Vec<PathBuf> = items
+    // A WAL beside any restored database (replaced, identical, or new) is
+    // not the snapshot's: replaying it would bring back later writes.
+    let restored_dbs: Vec<PathBuf> = items
         .iter()
-        .filter(|i| i.is_db && i.action == Action::Replace)
+        .filter(|i| i.is_db)
         .map(|i| i.dest.clone())
         .collect();
     let restored_wals: BTreeSet<PathBuf> = items
@@ -252,18 +262,30 @@ pub fn plan(
         .filter(|i| matches!(i.file.class, EntryClass::Wal(_)))
         .map(|i| i.dest.clone())
         .collect();
-    let stale_wals = replaced_dbs
+    let stale_wals = restored_dbs
         .iter()
         .map(|d| wal_path(d))
         .filter(|w| w.exists() && !restored_wals.contains(w))
         .collect();
     Ok(RecoverPlan {
         stamp,
-        holders: holders(&replaced_dbs),
+        holders: holders(&restored_dbs),
         items,
         skipped_wals,
         stale_wals,
     })
+}
+
+/// `path`, or `path.1`, `path.2`, ... whichever does not exist yet: an
+/// aside name never replaces an earlier aside.
+fn free_name(path: &Path) -> PathBuf {
+    let mut candidate = path.to_owned();
+    let mut n = 0;
+    while fs::symlink_metadata(&candidate).is_ok() {
+        n += 1;
+        candidate = suffixed(path, &format!(".{n}"));
+    }
+    candidate
 }
 
 /// A fault injected by tests through `CAIRN_FAILPOINT=<name>`.
@@ -387,19 +409,18 @@ pub fn execute(
         ..Default::default()
     };
     let result = (|| {
+        for wal in &plan.stale_wals {
+            let to = free_name(&plan.aside(wal));
+            fs::rename(wal, &to).at(wal)?;
+            steps.push(Step::MovedAside {
+                from: wal.clone(),
+                to,
+            });
+        }
         for item in &todo {
-            let mut aside = Vec::new();
             if item.action == Action::Replace {
-                aside.push(item.dest.clone());
-            }
-            if item.is_db {
-                let wal = wal_path(&item.dest);
-                if wal.exists() && plan.stale_wals.contains(&wal) {
-                    aside.push(wal);
-                }
-            }
-            for from in aside {
-                let to = plan.aside(&from);
+                let from = item.dest.clone();
+                let to = free_name(&plan.aside(&from));
                 fs::rename(&from, &to).at(&from)?;
                 steps.push(Step::MovedAside { from, to });
             }

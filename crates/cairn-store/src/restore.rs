@@ -64,6 +64,9 @@ pub struct RestorePlan {
     pub symlinks: Vec<(PathBuf, Vec<u8>, EntryMeta)>,
     /// Total bytes of file content.
     pub bytes: u64,
+    /// Directories whose tree node could not be read: nothing under them
+    /// can be restored; everything else can.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 /// What a restore did.
@@ -126,7 +129,20 @@ fn walk_plan(
     plan: &mut RestorePlan,
 ) -> Result<()> {
     let ctx = || format!("directory {:?}", rel.display().to_string());
-    let node = load_tree(reader, tree, cache, &ctx)?;
+    let node = match load_tree(reader, tree, cache, &ctx) {
+        Ok(n) => n,
+        Err(e) => {
+            // A damaged or missing directory node loses that directory,
+            // not the snapshot.
+            let shown = if rel.as_os_str().is_empty() {
+                PathBuf::from("./")
+            } else {
+                PathBuf::from(format!("{}/", rel.display()))
+            };
+            plan.failed.push((shown, e.to_string()));
+            return Ok(());
+        }
+    };
     for e in &node.entries {
         let name = e.safe_name().map_err(|err| StoreError::UnsafePath {
             detail: format!("{err} in {}", ctx()),
@@ -251,7 +267,10 @@ pub fn execute(
         atomic::sync_dir(&target.join(rel))?;
     }
     atomic::sync_dir(target)?;
-    let mut report = RestoreReport::default();
+    let mut report = RestoreReport {
+        failed: plan.failed.clone(),
+        ..RestoreReport::default()
+    };
     for (i, r) in outcomes {
         match r {
             Ok(n) => {

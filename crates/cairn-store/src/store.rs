@@ -35,6 +35,8 @@ pub struct IndexSync {
     pub snapshots_dropped: usize,
     /// Packs whose trailer could not be read (left out of the index).
     pub unreadable_packs: Vec<(PackId, String)>,
+    /// The index could not be opened and was recreated; why.
+    pub recreated: Option<String>,
 }
 
 /// An opened store.
@@ -117,7 +119,18 @@ impl Store {
         let tmp = path.join("tmp");
         fs::create_dir_all(&tmp).at(&tmp)?;
         lock.clear_temps(&tmp);
-        let (index, state) = Index::open(&path.join("index"), config.store_id)?;
+        let index_dir = path.join("index");
+        let (index, state, recreated) = match Index::open(&index_dir, config.store_id) {
+            Ok((index, state)) => (index, state, None),
+            // The index is a cache: one that sled cannot open is thrown
+            // away and rebuilt from packs and manifests.
+            Err(e) => {
+                let reason = e.to_string();
+                fs::remove_dir_all(&index_dir).at(&index_dir)?;
+                let (index, state) = Index::open(&index_dir, config.store_id)?;
+                (index, state, Some(reason))
+            }
+        };
         let mut store = Self {
             root: path.to_owned(),
             config,
@@ -126,6 +139,7 @@ impl Store {
             lock,
         };
         store.sync = store.sync_index(state == IndexState::NeedsRebuild)?;
+        store.sync.recreated = recreated;
         Ok(store)
     }
 

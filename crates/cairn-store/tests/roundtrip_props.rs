@@ -576,7 +576,6 @@ fn pre_epoch_mtime_round_trips() {
 /// whose live header checksum does not hold — a damaged database, or any
 /// binary with those bytes — is still a file: it must be in the snapshot.
 #[test]
-#[ignore = "bug: since f80b541 ingest treats a DuckDB header checksum mismatch as 'caught mid-checkpoint', retries, then returns SourceUnstable, and snapshot leaves the file out of the tree (reported only as 'capture gave up (kept changing)'): a stable file with DUCK at offset 8 and a bad header checksum — e.g. a damaged database — is silently missing from every snapshot and from restore"]
 fn stable_file_with_duckdb_magic_and_bad_header_is_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
