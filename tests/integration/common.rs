@@ -195,3 +195,144 @@ pub fn store_bytes(dir: &Path) -> u64 {
     }
     n
 }
+
+// ---------------------------------------------------------------------------
+// HitKeep awareness (hitkeep_boundary, hitkeep_restore, live_capture):
+// cached generated data paths, runs with env and stdin, store state,
+// DuckDB row counts.
+
+/// A generated data path, built once per generator version and `key` and
+/// kept under `target/tmp/hitkeep-fixtures`, so tests copy it (seconds
+/// saved per test) instead of generating it again. `build` gets an empty
+/// directory to generate into; the fixture appears (by rename) only when
+/// complete, so concurrent test runs can share it.
+pub fn cached_fixture(key: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let script = fs::read(generator()).expect("read generator");
+    let mut h = blake3::Hasher::new();
+    h.update(&script);
+    h.update(key.as_bytes());
+    let hash = h.finalize().to_hex();
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hitkeep-fixtures");
+    fs::create_dir_all(&base).unwrap();
+    let dir = base.join(format!("{key}-{}", &hash[..16]));
+    if dir.is_dir() {
+        return dir;
+    }
+    let tmp = base.join(format!(".{key}-{}-{}", &hash[..16], std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).unwrap();
+    build(&tmp);
+    if fs::rename(&tmp, &dir).is_err() {
+        assert!(dir.is_dir(), "could not place fixture {}", dir.display());
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    dir
+}
+
+/// A copy of the standard tiny generated data path (3 tenants, archives,
+/// assets, imports; control-plane db inside) at `dest`.
+pub fn tiny_data_path(dest: &Path) {
+    let fx = cached_fixture("tiny-seed7", |d| {
+        gen(&[
+            "create",
+            d.join("data").to_str().unwrap(),
+            "--scale",
+            "tiny",
+            "--seed",
+            "7",
+        ])
+    });
+    copy_tree(&fx.join("data"), dest);
+}
+
+/// Runs `cairn --store STORE args...` with extra environment and stdin.
+pub fn cairn_env(s: &Scratch, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(cairn_bin());
+    cmd.arg("--store")
+        .arg(s.store())
+        .args(args)
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_FAILPOINT")
+        .env_remove("HITKEEP_DATA_PATH")
+        .env_remove("HITKEEP_DB_PATH")
+        .env_remove("HITKEEP_ARCHIVE_PATH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run cairn");
+    let mut input = child.stdin.take().unwrap();
+    // cairn may exit without reading: a broken pipe is fine.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().expect("wait cairn")
+}
+
+/// Parses `cairn --json` output.
+pub fn parse_json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("bad json ({e}): {out}"))
+}
+
+/// The store's durable state: every file and directory, with modes and
+/// contents, except the `index` cache and the `lock` file (its holder
+/// record changes with every command).
+pub fn store_state(store: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>, i64)> {
+    tree_digest(store)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("index") && p != Path::new("lock"))
+        .collect()
+}
+
+/// Relative paths of the regular files under `root`.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    tree_digest(root)
+        .into_iter()
+        .filter(|(_, v)| v.0 == "file")
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Whether a file is a DuckDB database (`DUCK` at offset 8).
+pub fn is_duckdb_file(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head[8..12] == b"DUCK"
+}
+
+/// For each database: opened read-only in DuckDB, `SELECT count(*)` of
+/// every table (`schema.table` → rows). Panics if one does not open.
+pub fn duckdb_counts(dbs: &[PathBuf]) -> Vec<BTreeMap<String, i64>> {
+    const SNIPPET: &str = r#"
+import duckdb, json, sys
+out = []
+for p in sys.argv[1:]:
+    con = duckdb.connect(p, read_only=True)
+    tabs = con.execute("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2").fetchall()
+    out.append({f"{s}.{t}": con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0] for s, t in tabs})
+    con.close()
+print(json.dumps(out))
+"#;
+    if dbs.is_empty() {
+        return Vec::new();
+    }
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SNIPPET)
+        .args(dbs)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "DuckDB could not read {dbs:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("counts json")
+}

@@ -6,6 +6,8 @@ mod bad_input;
 mod common;
 mod crash;
 mod fault_injection;
+mod hitkeep_boundary;
+mod hitkeep_restore;
 mod locking;
 mod restore_safety;
 mod roundtrip;
