@@ -56,6 +56,27 @@ pub enum Command {
     /// Check the store's integrity and name every damaged snapshot and file
     /// (exit 0 clean, 1 damaged, 2 could not run).
     Check(CheckArgs),
+    /// Drop damaged chunks (keeping every intact one), and heal from the
+    /// live data path when the same bytes are still there.
+    Repair(RepairArgs),
+}
+
+/// `repair` arguments.
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    /// Re-take missing chunks from this HitKeep data path (a full-read
+    /// snapshot: the same bytes heal every snapshot that needs them).
+    #[arg(long, value_name = "PATH")]
+    pub data_path: Option<PathBuf>,
+    /// The control-plane database [default: DATA_PATH/hitkeep.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The archive directory [default: DATA_PATH/archive].
+    #[arg(long, value_name = "PATH")]
+    pub archive_path: Option<String>,
+    /// Show what would be dropped and kept; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `check` arguments.

@@ -62,7 +62,7 @@ fn open_locked_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-fn open(cli: &Cli) -> anyhow::Result<Store> {
+pub fn open(cli: &Cli) -> anyhow::Result<Store> {
     open_at(cli, store_path(cli)?)
 }
 

@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd_check;
+mod cmd_repair;
 mod commands;
 mod progress;
 
@@ -35,5 +36,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Stats => commands::stats(cli),
         Command::Index(a) => commands::index(cli, a),
         Command::Check(a) => cmd_check::check(cli, a),
+        Command::Repair(a) => cmd_repair::repair(cli, a),
     }
 }

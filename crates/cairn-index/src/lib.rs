@@ -276,6 +276,32 @@ impl Index {
         Ok(())
     }
 
+    /// Every chunk the index places in `pack` (a scan of all chunks: for
+    /// repair, not for hot paths).
+    pub fn chunks_in_pack(&self, pack: &PackId) -> Result<Vec<ChunkId>> {
+        let Some(rec) = self.packs.get(pack.0).map_err(|e| self.err(e))? else {
+            return Ok(Vec::new());
+        };
+        if rec.len() != 12 {
+            return Err(self.damaged("pack"));
+        }
+        let mut out = Vec::new();
+        for kv in self.chunks.iter() {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            if v.len() == LOC_LEN && v[..4] == rec[..4] {
+                out.push(ChunkId(
+                    k.as_ref().try_into().map_err(|_| self.damaged("chunk"))?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops every whole-file record (they may name chunks that are gone).
+    pub fn forget_files(&self) -> Result<()> {
+        self.files.clear().map_err(|e| self.err(e))
+    }
+
     /// Every indexed pack and its length.
     pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
         let mut out = Vec::new();

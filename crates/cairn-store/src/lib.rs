@@ -17,6 +17,7 @@ pub mod lock;
 mod packer;
 pub mod reader;
 pub mod recover;
+pub mod repair;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;
