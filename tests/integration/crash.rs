@@ -199,7 +199,7 @@ fn mutate_extra(data: &Path, rng: &mut Rng) {
             .flat_map(|d| files_in(d))
             .filter_map(|p| {
                 let m = fs::symlink_metadata(&p).unwrap();
-                m.is_file().then(|| (m.len(), p))
+                m.is_file().then_some((m.len(), p))
             })
             .collect();
         files.sort();

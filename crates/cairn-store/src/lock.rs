@@ -200,6 +200,9 @@ impl StoreLock {
             .read(true)
             .write(true)
             .create(true)
+            // Never truncate on open: the holder's record must survive
+            // until the lock is ours.
+            .truncate(false)
             .mode(0o644)
             .open(&path)
             .at(&path)?;
@@ -384,10 +387,9 @@ fn liveness(r: &LockRecord) -> Liveness {
         }
     }
     match proc_stat(&r.pid.to_string()) {
+        // Exited and not yet reaped (a zombie) is gone too.
         None => Liveness::Gone("process is gone".into()),
-        Some(s) if s.state == 'Z' || s.state == 'X' => {
-            Liveness::Gone("process is gone (it has exited)".into())
-        }
+        Some(s) if s.state == 'Z' || s.state == 'X' => Liveness::Gone("process is gone".into()),
         Some(s) if r.start_ticks != 0 && s.start_ticks != r.start_ticks => Liveness::Gone(format!(
             "process is gone (pid {} now belongs to another process)",
             r.pid
