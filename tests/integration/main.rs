@@ -9,5 +9,6 @@ mod fault_injection;
 mod hitkeep_boundary;
 mod hitkeep_restore;
 mod locking;
+mod repair;
 mod restore_safety;
 mod roundtrip;
