@@ -213,5 +213,8 @@ fn every_accepted_chunking_config_is_usable() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
-    assert!(used >= 2, "the limit cases must be accepted and used ({used})");
+    assert!(
+        used >= 2,
+        "the limit cases must be accepted and used ({used})"
+    );
 }
