@@ -291,7 +291,7 @@ fn store_not_initialised_is_refused_and_not_created() {
             vec!["restore", "--target", s.path("t").to_str().unwrap()],
         ] {
             let mut full: Vec<&std::ffi::OsStr> = vec!["--store".as_ref(), store.as_os_str()];
-            full.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+            full.extend(args.iter().map(std::ffi::OsStr::new));
             let out = cairn_raw(&full);
             let line = only_error(&out, &format!("{args:?} on {}", store.display()));
             assert!(line.contains(store.to_str().unwrap()), "{line}");

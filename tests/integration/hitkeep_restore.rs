@@ -175,11 +175,13 @@ impl Holder {
             .arg(file)
             .spawn()
             .unwrap();
+        // Owned from here on: dropping it kills and reaps the process.
+        let holder = Self(child);
         let want = fs::canonicalize(file).unwrap();
-        let fd = PathBuf::from(format!("/proc/{}/fd/3", child.id()));
+        let fd = PathBuf::from(format!("/proc/{}/fd/3", holder.pid()));
         for _ in 0..500 {
             if fs::read_link(&fd).is_ok_and(|t| t == want) {
-                return Self(child);
+                return holder;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -227,7 +229,7 @@ fn restore_refuses_while_a_process_holds_the_db_and_force_proceeds() {
     let orig = s.path("orig");
     copy_tree(&data, &orig);
     let db = data.join("hitkeep.db");
-    touch_dbs(&[db.clone()]);
+    touch_dbs(std::slice::from_ref(&db));
     let modified = fs::read(&db).unwrap();
     let before = tree_digest(&data);
 

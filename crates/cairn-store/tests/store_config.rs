@@ -68,7 +68,10 @@ fn newer_format_is_refused_by_open_and_nothing_is_touched() {
 
 /// Parameters that `ChunkingParams::validate` (and so `StoreConfig::decode`)
 /// accepts, at the edges of what it allows.
-fn edge_params() -> Vec<(&'static str, ChunkingParams, Vec<(&'static str, Vec<u8>)>)> {
+/// A named case: parameters and the files to snapshot with them.
+type EdgeCase = (&'static str, ChunkingParams, Vec<(&'static str, Vec<u8>)>);
+
+fn edge_params() -> Vec<EdgeCase> {
     let noise = |n: usize| {
         let mut x = 0x2545_f491_4f6c_dd1du64;
         (0..n)
