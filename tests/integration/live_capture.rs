@@ -368,7 +368,6 @@ fn live_writer_snapshots_restore_to_consistent_prefixes() {
 /// the checkpoint iteration it follows) and a mismatched WAL left out or
 /// read again.
 #[test]
-#[ignore = "bug: a WAL captured after a checkpoint that followed its db's capture is recorded with it; restore --with-wal (or --target) gives a db DuckDB refuses to open (WAL checkpoint iteration mismatch)"]
 fn with_wal_restores_of_live_snapshots_open_in_duckdb() {
     let s = Scratch::new();
     let data = s.path("data");
@@ -430,7 +429,6 @@ fn with_wal_restores_of_live_snapshots_open_in_duckdb() {
 /// running HitKeep (or the live writer above) this fails a large share of
 /// snapshots.
 #[test]
-#[ignore = "bug: a file that vanishes between walk and read (e.g. a WAL deleted by a checkpoint) fails the whole snapshot with ENOENT (snapshot.rs ingest loop returns every error but SourceUnstable)"]
 fn files_vanishing_between_walk_and_read_do_not_fail_the_snapshot() {
     let s = Scratch::new();
     let data = s.path("data");
@@ -615,7 +613,6 @@ fn a_database_that_never_reads_stable_is_left_out_and_reported() {
 /// databases never reach it and `--strict` records the incomplete
 /// snapshot.
 #[test]
-#[ignore = "bug: --strict does not refuse a snapshot whose database capture gave up (the strict check runs before ingest, on a boundary without gave_up)"]
 fn strict_refuses_a_snapshot_whose_capture_gave_up() {
     let s = Scratch::new();
     let data = s.path("data");

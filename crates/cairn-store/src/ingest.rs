@@ -51,6 +51,17 @@ fn changed(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::UnexpectedEof
 }
 
+/// Bytes of a DuckDB file's header area.
+pub(crate) const HEADER_AREA: usize = duckdb::HEADER_AREA as usize;
+
+/// The live header's iteration in a DuckDB header area, if it parses.
+pub(crate) fn header_iteration(head: &[u8]) -> Option<u64> {
+    if !duckdb::is_duckdb(head) {
+        return None;
+    }
+    Headers::parse(head).map(|h| h.live().iteration)
+}
+
 /// The error that makes [`Ingest::file`] read the file again.
 fn changed_error(path: &Path, why: &str) -> StoreError {
     StoreError::Io {

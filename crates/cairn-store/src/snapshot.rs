@@ -5,7 +5,7 @@
 //! manifest last. Until the manifest exists the snapshot is invisible; on
 //! failure the packs this run sealed are removed again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -236,33 +236,34 @@ fn take(
         classes.push(out);
     }
     let parent_boundary = parent.and_then(|p| p.boundary.as_ref());
-    let draft = |gave_up: &[String], iterations: &dyn Fn(usize, &[String]) -> u64| {
-        opts.hitkeep.as_ref().map(|h| {
-            let mut b = BoundaryBuilder::new(h);
-            for x in &walker.excluded {
-                b.excluded(x.display().to_string());
-            }
-            for g in gave_up {
-                b.gave_up(g.clone());
-            }
-            for (ri, r) in roots.iter().enumerate() {
-                for (rel, class) in &classes[ri] {
-                    let joined = rel.join("/");
-                    if gave_up
-                        .iter()
-                        .any(|g| g == &format!("{}/{joined}", r.label))
-                    {
-                        continue;
-                    }
-                    let size = entry_size(&r.plan, rel);
-                    b.file(class, &r.label, &joined, size, iterations(ri, rel));
+    // `left_out`: files in the walk that the snapshot does not hold after
+    // all (gave up, vanished, a WAL newer than its database), as `label/rel`.
+    let draft =
+        |gave_up: &[String], left_out: &[String], iterations: &dyn Fn(usize, &[String]) -> u64| {
+            opts.hitkeep.as_ref().map(|h| {
+                let mut b = BoundaryBuilder::new(h);
+                for x in &walker.excluded {
+                    b.excluded(x.display().to_string());
                 }
-            }
-            b.finish(parent_boundary)
-        })
-    };
+                for g in gave_up {
+                    b.gave_up(g.clone());
+                }
+                for (ri, r) in roots.iter().enumerate() {
+                    for (rel, class) in &classes[ri] {
+                        let joined = rel.join("/");
+                        let labelled = format!("{}/{joined}", r.label);
+                        if gave_up.contains(&labelled) || left_out.contains(&labelled) {
+                            continue;
+                        }
+                        let size = entry_size(&r.plan, rel);
+                        b.file(class, &r.label, &joined, size, iterations(ri, rel));
+                    }
+                }
+                b.finish(parent_boundary)
+            })
+        };
     if opts.strict {
-        if let Some(b) = draft(&[], &|_, _| 0) {
+        if let Some(b) = draft(&[], &[], &|_, _| 0) {
             let problems: Vec<String> = b
                 .findings
                 .iter()
@@ -291,6 +292,9 @@ fn take(
     let is_wal = |f: &FileJob| f.path.as_os_str().as_bytes().ends_with(b".wal");
     let mut results: Vec<Option<FileContent>> = vec![None; files.len()];
     let mut unstable: HashSet<PathBuf> = HashSet::new();
+    let mut vanished: Vec<String> = Vec::new();
+    let mut left_out: Vec<PathBuf> = Vec::new();
+    let mut db_iterations: HashMap<PathBuf, u64> = HashMap::new();
     for wal_phase in [false, true] {
         let (small, large): (Vec<usize>, Vec<usize>) = (0..files.len())
             .filter(|&i| is_wal(&files[i]) == wal_phase)
@@ -315,24 +319,63 @@ fn take(
                 Err(StoreError::SourceUnstable { path, .. }) => {
                     unstable.insert(path);
                 }
+                // A file deleted between the walk and its read (a WAL
+                // folded by a checkpoint, a processed import) is simply
+                // not in this snapshot.
+                Err(StoreError::Io { path, cause })
+                    if cause.kind() == std::io::ErrorKind::NotFound && path == files[i].path =>
+                {
+                    vanished.push(format!("{}: vanished during the snapshot", path.display()));
+                    left_out.push(path);
+                }
                 Err(e) => return Err(e),
             }
         }
+        if !wal_phase {
+            db_iterations = captured_iterations(&roots, &files, &results);
+        }
     }
-    let gave_up: Vec<String> = roots
-        .iter()
-        .flat_map(|r| {
-            unstable.iter().filter_map(move |p| {
-                let rel = p.strip_prefix(&r.path).ok()?;
-                let rel = if rel.as_os_str().is_empty() {
-                    p.file_name()?.to_string_lossy().into_owned()
-                } else {
-                    rel.display().to_string()
-                };
-                Some(format!("{}/{rel}", r.label))
+    // A WAL belongs with the database state it was captured after: if a
+    // checkpoint moved the database on between the two reads, the WAL is
+    // newer than the captured database and DuckDB would refuse the pair.
+    for (i, f) in files.iter().enumerate() {
+        if !is_wal(f) || results[i].is_none() {
+            continue;
+        }
+        let name = f.path.as_os_str().as_bytes();
+        let db = PathBuf::from(std::ffi::OsStr::from_bytes(
+            name.strip_suffix(b".wal").unwrap_or(name),
+        ));
+        let captured = db_iterations.get(&db).copied();
+        let now = live_iteration(&db);
+        if captured.is_none() || captured != now {
+            results[i] = None;
+            left_out.push(f.path.clone());
+            vanished.push(format!(
+                "{}: left out: its database was checkpointed after it was captured",
+                f.path.display()
+            ));
+        }
+    }
+    let labelled = |paths: &mut dyn Iterator<Item = &PathBuf>| -> Vec<String> {
+        let paths: Vec<&PathBuf> = paths.collect();
+        roots
+            .iter()
+            .flat_map(|r| {
+                paths.iter().filter_map(move |p| {
+                    let rel = p.strip_prefix(&r.path).ok()?;
+                    let rel = if rel.as_os_str().is_empty() {
+                        p.file_name()?.to_string_lossy().into_owned()
+                    } else {
+                        rel.display().to_string()
+                    };
+                    Some(format!("{}/{rel}", r.label))
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
+    let left_out = labelled(&mut left_out.iter());
+    let gave_up = labelled(&mut unstable.iter());
 
     // 4. Trees bottom-up, then the boundary and the manifest.
     let mut stats = SnapshotStats {
@@ -367,12 +410,25 @@ fn take(
         };
         manifest_roots.push(root);
     }
-    let boundary = draft(&gave_up, &|ri, rel| {
+    let boundary = draft(&gave_up, &left_out, &|ri, rel| {
         iterations[ri]
             .iter()
             .find(|(r, _)| r == rel)
             .map_or(0, |(_, it)| *it)
     });
+    if opts.strict {
+        if let Some(b) = &boundary {
+            let problems: Vec<String> = b
+                .findings
+                .iter()
+                .filter(|f| hitkeep::is_problem(f))
+                .cloned()
+                .collect();
+            if !problems.is_empty() {
+                return Err(StoreError::Incomplete { findings: problems });
+            }
+        }
+    }
     sink.finish()?;
     let c = &sink.counters;
     stats.new_chunks = c.new_chunks.load(Ordering::Relaxed);
@@ -381,6 +437,7 @@ fn take(
     stats.added_pack_bytes = c.pack_bytes.load(Ordering::Relaxed);
     stats.new_packs = c.packs.load(Ordering::Relaxed);
     let mut warnings = walker.warnings;
+    warnings.extend(vanished);
     for p in &unstable {
         warnings.push(format!(
             "{}: kept changing while read; left out of this snapshot",
@@ -496,6 +553,61 @@ impl TreeCtx<'_, '_, '_> {
         }
         self.sink.put_meta(node.encode().what("tree node")?)
     }
+}
+
+/// The live-header iteration of every DuckDB file this snapshot holds,
+/// read or taken from the parent, by absolute path.
+fn captured_iterations(
+    roots: &[Root],
+    files: &[FileJob],
+    results: &[Option<FileContent>],
+) -> HashMap<PathBuf, u64> {
+    fn walk(dir: &DirPlan, path: &Path, out: &mut HashMap<PathBuf, u64>) {
+        for e in &dir.entries {
+            let p = path.join(std::ffi::OsStr::from_bytes(&e.name));
+            match &e.item {
+                ItemPlan::Reuse(c) => {
+                    if let ContentLayout::DuckDb { iteration, .. } = c.layout {
+                        out.insert(p, iteration);
+                    }
+                }
+                ItemPlan::Dir(d) => walk(d, &p, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for r in roots {
+        match &r.plan {
+            RootPlan::Dir(d) => walk(d, &r.path, &mut out),
+            RootPlan::File(e) => {
+                if let ItemPlan::Reuse(c) = &e.item {
+                    if let ContentLayout::DuckDb { iteration, .. } = c.layout {
+                        out.insert(r.path.clone(), iteration);
+                    }
+                }
+            }
+        }
+    }
+    for (f, c) in files.iter().zip(results) {
+        if let Some(FileContent {
+            layout: ContentLayout::DuckDb { iteration, .. },
+            ..
+        }) = c
+        {
+            out.insert(f.path.clone(), *iteration);
+        }
+    }
+    out
+}
+
+/// The live header's iteration of the DuckDB file at `path` now, if it is one.
+fn live_iteration(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(path).ok()?;
+    let mut head = vec![0u8; crate::ingest::HEADER_AREA];
+    f.read_exact_at(&mut head, 0).ok()?;
+    crate::ingest::header_iteration(&head)
 }
 
 fn hostname() -> String {
