@@ -75,7 +75,7 @@ mod tests {
         fs::write(&f, b"x").unwrap();
         let mut child = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("exec 3<'{}'; sleep 30", f.display()))
+            .arg(format!("exec 3<'{}'; exec sleep 30", f.display()))
             .spawn()
             .unwrap();
         let mut found = Vec::new();

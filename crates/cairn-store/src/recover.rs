@@ -437,6 +437,15 @@ pub fn execute(
         cleanup(&created_dirs);
         return Err(e);
     }
+    // A database left alone because it is identical still gets mode 0600.
+    for item in plan
+        .items
+        .iter()
+        .filter(|i| i.is_db && i.action == Action::Unchanged)
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&item.dest, fs::Permissions::from_mode(0o600)).at(&item.dest)?;
+    }
     let dirs: BTreeSet<&Path> = todo.iter().filter_map(|i| i.dest.parent()).collect();
     for d in dirs {
         atomic::sync_dir(d)?;
