@@ -5,6 +5,7 @@
 mod bad_input;
 mod common;
 mod crash;
+mod drill;
 mod fault_injection;
 mod hitkeep_boundary;
 mod hitkeep_restore;

@@ -58,6 +58,9 @@ pub struct DbHeader {
     pub checksum_ok: bool,
     /// Checkpoint iteration.
     pub iteration: u64,
+    /// Pointer to the free list's first metadata sub-block (block id in
+    /// the low 56 bits, sub-block index in the high 8; all ones: none).
+    pub free_list: u64,
     /// Number of blocks in use by this header's checkpoint.
     pub block_count: u64,
     /// Block allocation size.
@@ -76,6 +79,7 @@ impl DbHeader {
             checksum: stored,
             checksum_ok: checksum(&h[8..HEADER_SIZE]) == stored,
             iteration: u(8),
+            free_list: u(24),
             block_count: u(32),
             block_size: u(40),
         })

@@ -8,6 +8,7 @@
 
 pub mod cdc;
 pub mod duckdb;
+pub mod duckdb_check;
 mod map;
 pub mod window;
 

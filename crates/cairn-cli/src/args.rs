@@ -59,6 +59,12 @@ pub enum Command {
     /// Drop damaged chunks (keeping every intact one), and heal from the
     /// live data path when the same bytes are still there.
     Repair(RepairArgs),
+    /// Restore a snapshot into a disposable directory and check every
+    /// runbook step that can be checked offline; the record is kept in the
+    /// store (exit 1 when a step fails).
+    Drill(crate::cmd_drill::DrillArgs),
+    /// List the drills recorded in the store.
+    Drills,
 }
 
 /// `repair` arguments.

@@ -9,6 +9,7 @@
 
 mod atomic;
 pub mod check;
+pub mod drill;
 mod error;
 pub mod hitkeep;
 mod ingest;

@@ -1,0 +1,170 @@
+//! `cairn drill` and `cairn drills`: run a restore drill (the library
+//! restores, checks and records; this prints), and list the records.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use cairn_store::drill::{self, DrillOptions, DrillRecord, StepStatus};
+
+use crate::args::Cli;
+use crate::commands::open;
+use crate::progress::Bar;
+
+/// `drill` arguments.
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// Snapshot id (2026-03-08T120000Z) or `latest`.
+    #[arg(long, default_value = "latest")]
+    pub snapshot: String,
+    /// Restore into this directory (absent or empty) instead of a fresh
+    /// temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<PathBuf>,
+    /// Keep the restored directory afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// An external check run on each restored database, `{db}` replaced by
+    /// its path, e.g. `duckdb -readonly {db} 'PRAGMA database_size'`; it
+    /// fails the drill when it exits non-zero.
+    #[arg(long, value_name = "CMD")]
+    pub validate_cmd: Option<String>,
+    /// How long one run of --validate-cmd may take.
+    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    pub validate_timeout: f64,
+    /// The HitKeep version drilled, for the record [default: the
+    /// snapshot's hitkeep_version label].
+    #[arg(long, value_name = "VERSION")]
+    pub hitkeep_version: Option<String>,
+    /// The default tenant's id (found offline only when its archives tell).
+    #[arg(long, value_name = "UUID")]
+    pub default_tenant: Option<String>,
+}
+
+pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::try_from_secs_f64(a.validate_timeout).map_err(|_| {
+        anyhow::anyhow!(
+            "--validate-timeout {}: not a number of seconds",
+            a.validate_timeout
+        )
+    })?;
+    // The store is open (and locked) only to restore and to record.
+    let prepared = {
+        let store = open(cli)?;
+        let opts = DrillOptions {
+            snapshot: store.resolve(&a.snapshot)?,
+            target: a.target.clone(),
+            keep: a.keep,
+            validate_cmd: a.validate_cmd.clone(),
+            validate_timeout: timeout,
+            hitkeep_version: a.hitkeep_version.clone(),
+            default_tenant: a.default_tenant.clone(),
+        };
+        let bar = Bar::new(cli.quiet || cli.json, "restore");
+        let prepared = drill::prepare(&store, &opts, &bar);
+        bar.finish();
+        prepared?
+    };
+    let mut record = drill::verify(prepared);
+    let store = open(cli)?;
+    let saved = drill::save(&store, &mut record)?;
+    if cli.json {
+        let mut v = serde_json::to_value(&record)?;
+        v["record_path"] = json!(saved);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !cli.quiet {
+        print_record(&record);
+        println!("recorded as {}", saved.display());
+    }
+    Ok(if record.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn status_word(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Passed => "PASS",
+        StepStatus::Failed => "FAIL",
+        StepStatus::Skipped => "skip",
+    }
+}
+
+fn print_record(r: &DrillRecord) {
+    println!(
+        "drill {} of snapshot {}: {} in {:.2}s (cairn {}, HitKeep {}, DuckDB {})",
+        r.id,
+        r.snapshot,
+        if r.passed { "PASSED" } else { "FAILED" },
+        r.duration_secs,
+        r.cairn_version,
+        r.hitkeep_version.as_deref().unwrap_or("unknown"),
+        if r.duckdb_versions.is_empty() {
+            "-".to_string()
+        } else {
+            r.duckdb_versions.join(", ")
+        }
+    );
+    println!(
+        "target {}{}",
+        r.target,
+        if r.kept { " (kept)" } else { " (removed)" }
+    );
+    for s in &r.steps {
+        println!("  {} {:<18} {}", status_word(s.status), s.name, s.detail);
+        for p in &s.problems {
+            println!("       - {p}");
+        }
+    }
+}
+
+pub fn drills(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let store = open(cli)?;
+    let drill::DrillList {
+        records,
+        unreadable,
+    } = drill::list(&store)?;
+    for (path, why) in &unreadable {
+        eprintln!(
+            "cairn: warning: {}: not a readable drill record: {why}",
+            path.display()
+        );
+    }
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cli.quiet {
+        println!(
+            "{:<20} {:<20} {:<7} {:>9} {:<10} target / failed steps",
+            "drill", "snapshot", "result", "seconds", "hitkeep"
+        );
+    }
+    for r in &records {
+        let failed: Vec<&str> = r
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+            .map(|s| s.name.as_str())
+            .collect();
+        println!(
+            "{:<20} {:<20} {:<7} {:>9.2} {:<10} {}{}",
+            r.id,
+            r.snapshot,
+            if r.passed { "passed" } else { "FAILED" },
+            r.duration_secs,
+            r.hitkeep_version.as_deref().unwrap_or("-"),
+            r.target,
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("  failed: {}", failed.join(", "))
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
