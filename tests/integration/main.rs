@@ -9,6 +9,7 @@ mod drill;
 mod fault_injection;
 mod hitkeep_boundary;
 mod hitkeep_restore;
+mod import;
 mod live_capture;
 mod locking;
 mod repair;

@@ -65,6 +65,9 @@ pub enum Command {
     Drill(crate::cmd_drill::DrillArgs),
     /// List the drills recorded in the store.
     Drills,
+    /// Import HitKeep's built-in backups (HITKEEP_BACKUP_PATH) as
+    /// snapshots, one per backup run, skipping runs already imported.
+    ImportHitkeepBackups(crate::cmd_import::ImportArgs),
 }
 
 /// `repair` arguments.
@@ -164,6 +167,11 @@ pub struct RestoreArgs {
     /// Restore into a non-empty directory, replacing files of the same name.
     #[arg(long)]
     pub overwrite: bool,
+    /// Write a snapshot made by import-hitkeep-backups back in HitKeep's
+    /// backup layout, TARGET/shared/{ts}/ and TARGET/tenants/{uuid}/{ts}/,
+    /// for `hitkeep recover restore-backup -from TARGET -snapshot {ts}`.
+    #[arg(long, requires = "target")]
+    pub as_hitkeep_backup: bool,
     #[command(flatten)]
     pub hitkeep: InPlaceArgs,
 }

@@ -28,8 +28,9 @@ pub struct DrillArgs {
     #[arg(long)]
     pub keep: bool,
     /// An external check run on each restored database, `{db}` replaced by
-    /// its path, e.g. `duckdb -readonly {db} 'PRAGMA database_size'`; it
-    /// fails the drill when it exits non-zero.
+    /// its path (for an imported backup run: each export directory), e.g.
+    /// `duckdb -readonly {db} 'PRAGMA database_size'`; it fails the drill
+    /// when it exits non-zero.
     #[arg(long, value_name = "CMD")]
     pub validate_cmd: Option<String>,
     /// How long one run of --validate-cmd may take.

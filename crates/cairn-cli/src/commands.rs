@@ -394,6 +394,9 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    if a.as_hitkeep_backup {
+        return crate::cmd_import::restore_as_backup(cli, a);
+    }
     let store = open(cli)?;
     let id = store.resolve(&a.snapshot)?;
     let h = &a.hitkeep;

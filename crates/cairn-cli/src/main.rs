@@ -4,6 +4,7 @@
 mod args;
 mod cmd_check;
 mod cmd_drill;
+mod cmd_import;
 mod cmd_repair;
 mod commands;
 mod progress;
@@ -40,5 +41,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(a) => cmd_repair::repair(cli, a),
         Command::Drill(a) => cmd_drill::drill(cli, a),
         Command::Drills => cmd_drill::drills(cli),
+        Command::ImportHitkeepBackups(a) => cmd_import::import(cli, a),
     }
 }

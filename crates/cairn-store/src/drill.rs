@@ -31,6 +31,7 @@ use cairn_format::{ArchiveLocation, Boundary, ContentLayout, EntryClass, Manifes
 
 use crate::atomic;
 use crate::error::{IoContext, Result, StoreError};
+use crate::import;
 use crate::restore::{self, PlannedFile, RestorePlan};
 use crate::snapshot::Progress;
 use crate::store::Store;
@@ -149,6 +150,8 @@ pub struct PreparedDrill {
     /// The drill created the target (so removing it removes only ours).
     created_target: bool,
     restore_step: DrillStep,
+    /// For an imported backup run: each root's export directory, by label.
+    exports: Option<Vec<(String, PathBuf)>>,
     /// Files the restore could not write.
     not_restored: BTreeSet<PathBuf>,
     started: Instant,
@@ -223,7 +226,17 @@ pub fn prepare(
     let manifest = store.load_manifest(opts.snapshot)?;
     let (target, created_target) = make_target(opts.target.as_deref(), opts.snapshot)?;
     let mut not_restored = BTreeSet::new();
-    let (plan, restore_step) = match restore::plan(store, &manifest) {
+    // An imported backup run is restored in HitKeep's backup layout.
+    let exports = if import::is_backup_import(&manifest) {
+        Some(import::backup_dirs(&manifest)?)
+    } else {
+        None
+    };
+    let planned = match exports {
+        Some(_) => import::backup_plan(store, &manifest).map(|(plan, _)| plan),
+        None => restore::plan(store, &manifest),
+    };
+    let (plan, restore_step) = match planned {
         Err(e) => (
             RestorePlan::default(),
             finish_step(
@@ -264,6 +277,7 @@ pub fn prepare(
         target,
         created_target,
         restore_step,
+        exports,
         not_restored,
         started,
         started_unix,
@@ -316,21 +330,31 @@ pub fn verify(prepared: PreparedDrill) -> DrillRecord {
     steps.push(duckdb_step);
     steps.push(parquet_structure(&p.target, &restored));
     let boundary = p.manifest.boundary.as_ref();
-    steps.push(control_plane(&p.plan, &dbs, boundary));
-    steps.push(tenants(
-        &p.plan,
-        &dbs,
-        boundary,
-        p.opts.default_tenant.as_deref(),
-    ));
-    steps.push(archives(&p.plan, &p.not_restored, boundary));
+    let mut checked_paths: Vec<PathBuf> = dbs
+        .iter()
+        .filter(|d| d.sound)
+        .map(|d| p.target.join(&d.rel))
+        .collect();
+    if let Some(exports) = &p.exports {
+        let (cp, tenants, sound) = export_steps(&p.target, exports);
+        steps.extend([cp, tenants]);
+        steps.push(skipped(
+            step::ARCHIVES,
+            "HitKeep's built-in backups do not include archives",
+        ));
+        checked_paths = sound;
+    } else {
+        steps.push(control_plane(&p.plan, &dbs, boundary));
+        steps.push(tenants(
+            &p.plan,
+            &dbs,
+            boundary,
+            p.opts.default_tenant.as_deref(),
+        ));
+        steps.push(archives(&p.plan, &p.not_restored, boundary));
+    }
     if let Some(cmd) = &p.opts.validate_cmd {
-        let paths: Vec<PathBuf> = dbs
-            .iter()
-            .filter(|d| d.sound)
-            .map(|d| p.target.join(&d.rel))
-            .collect();
-        steps.push(validate_cmd(cmd, &paths, p.opts.validate_timeout));
+        steps.push(validate_cmd(cmd, &checked_paths, p.opts.validate_timeout));
     }
     let mut versions: Vec<String> = dbs.iter().filter_map(|d| d.library.clone()).collect();
     versions.sort();
@@ -742,6 +766,88 @@ fn archives(
         format!("{restored} of {expected} archive files restored"),
         problems,
     )
+}
+
+/// What is missing from a DuckDB export directory: `schema.sql`,
+/// `load.sql`, and every file `load.sql` copies from (by name: DuckDB
+/// resolves them in the directory it imports).
+fn export_problems(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if !dir.join("schema.sql").is_file() {
+        out.push(format!("{}: no schema.sql", dir.display()));
+    }
+    let load = match fs::read_to_string(dir.join(import::EXPORT_COMPLETE_MARKER)) {
+        Ok(l) => l,
+        Err(e) => {
+            out.push(format!("{}: load.sql: {e}", dir.display()));
+            return out;
+        }
+    };
+    for line in load.lines() {
+        let Some((_, rest)) = line.split_once(" FROM '") else {
+            continue;
+        };
+        let Some((path, _)) = rest.split_once('\'') else {
+            continue;
+        };
+        let Some(name) = Path::new(path).file_name() else {
+            continue;
+        };
+        if !dir.join(name).is_file() {
+            out.push(format!(
+                "{}: load.sql copies from {}, which is missing",
+                dir.display(),
+                name.to_string_lossy()
+            ));
+        }
+    }
+    out
+}
+
+/// The `control-plane` and `tenants` steps of an imported backup run:
+/// every export complete. Also returns the complete export directories
+/// (what `--validate-cmd` runs on).
+fn export_steps(
+    target: &Path,
+    exports: &[(String, PathBuf)],
+) -> (DrillStep, DrillStep, Vec<PathBuf>) {
+    let mut sound = Vec::new();
+    let mut cp_problems = Vec::new();
+    let mut tenant_problems = Vec::new();
+    let mut cp_dir = None;
+    let mut tenants = 0;
+    for (label, rel) in exports {
+        let dir = target.join(rel);
+        let problems = export_problems(&dir);
+        if problems.is_empty() {
+            sound.push(dir);
+        }
+        if label == import::ROOT_SHARED {
+            cp_dir = Some(rel.clone());
+            cp_problems.extend(problems);
+        } else {
+            tenants += 1;
+            tenant_problems.extend(problems);
+        }
+    }
+    let cp = match cp_dir {
+        Some(d) => finish_step(
+            step::CONTROL_PLANE,
+            format!("control-plane export {}", d.display()),
+            cp_problems,
+        ),
+        None => finish_step(
+            step::CONTROL_PLANE,
+            "control-plane export".into(),
+            vec!["the backup run has no control-plane export (shared/)".into()],
+        ),
+    };
+    let tenants = finish_step(
+        step::TENANTS,
+        format!("{tenants} tenant exports: schema.sql, load.sql and every file it loads"),
+        tenant_problems,
+    );
+    (cp, tenants, sound)
 }
 
 /// Quotes `s` for `sh`.

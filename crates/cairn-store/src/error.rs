@@ -55,6 +55,12 @@ pub enum StoreError {
         /// The name asked for.
         id: String,
     },
+    /// A snapshot with this id exists already.
+    #[error("snapshot {id} already exists in the store")]
+    SnapshotExists {
+        /// The id.
+        id: String,
+    },
     /// A chunk a snapshot needs is in no pack.
     #[error("chunk {id} is missing from the store (needed by {context})")]
     ChunkMissing {

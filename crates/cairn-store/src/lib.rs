@@ -12,6 +12,7 @@ pub mod check;
 pub mod drill;
 mod error;
 pub mod hitkeep;
+pub mod import;
 mod ingest;
 pub mod inuse;
 pub mod lock;

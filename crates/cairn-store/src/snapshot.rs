@@ -55,6 +55,9 @@ pub struct SnapshotOptions {
     pub strict: bool,
     /// Labels stored in the manifest.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Take this id instead of the start time (an imported backup keeps
+    /// its own timestamp); refused when a snapshot already has it.
+    pub id: Option<SnapshotId>,
 }
 
 /// Progress callbacks; the CLI draws bars from them.
@@ -117,7 +120,13 @@ pub fn snapshot(
             });
         }
     }
-    let id = store.next_snapshot_id(now_unix())?;
+    let id = match opts.id {
+        Some(id) if store.manifest_ids()?.contains(&id) => {
+            return Err(StoreError::SnapshotExists { id: id.to_string() })
+        }
+        Some(id) => id,
+        None => store.next_snapshot_id(now_unix())?,
+    };
     let parent = if opts.no_parent {
         None
     } else {

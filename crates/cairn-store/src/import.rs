@@ -1,0 +1,383 @@
+//! HitKeep's built-in backups: importing them as snapshots
+//! (`cairn import-hitkeep-backups`) and writing one back in their layout
+//! (`cairn restore --as-hitkeep-backup`).
+//!
+//! HitKeep exports every database each hour with DuckDB's `EXPORT
+//! DATABASE ... (FORMAT PARQUET)` into `{backup}/shared/{ts}/` (the
+//! control plane) and `{backup}/tenants/{uuid}/{ts}/`. One backup run, all
+//! directories of one `{ts}`, becomes one snapshot whose id is that `{ts}`:
+//! a root `shared` and a root `tenant-{uuid}` per tenant, and the manifest
+//! labels `import=hitkeep-backup`, `hitkeep_backup_ts={ts}` and
+//! `hitkeep_backup_from={backup}`. Chunks are shared with every other
+//! snapshot in the store, so files an hour did not change are stored once.
+//!
+//! [`plan`] lists the runs and decides what to skip (already imported, id
+//! taken, incomplete, too recent); [`execute`] imports the rest, oldest
+//! first. [`backup_plan`] maps an imported snapshot back to the layout.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use cairn_format::{Manifest, SnapshotId};
+
+use crate::error::{IoContext, Result, StoreError};
+use crate::restore::{self, RestorePlan, RestoreReport};
+use crate::snapshot::{self, Progress, SnapshotOptions, SnapshotReport, SourceSpec};
+use crate::store::Store;
+
+/// Manifest label marking an imported snapshot.
+pub const LABEL_IMPORT: &str = "import";
+/// Its value for HitKeep's built-in backups.
+pub const IMPORT_HITKEEP_BACKUP: &str = "hitkeep-backup";
+/// Manifest label: the backup run's `{ts}` directory name.
+pub const LABEL_BACKUP_TS: &str = "hitkeep_backup_ts";
+/// Manifest label: the backup path it was imported from.
+pub const LABEL_BACKUP_FROM: &str = "hitkeep_backup_from";
+/// Root label of the control-plane export.
+pub const ROOT_SHARED: &str = "shared";
+/// Root label prefix of a tenant's export (`tenant-{uuid}`).
+pub const TENANT_ROOT_PREFIX: &str = "tenant-";
+/// The file DuckDB writes last into an export; without it the export is
+/// incomplete (DuckDB writes the table files, then `schema.sql` and
+/// `load.sql`).
+pub const EXPORT_COMPLETE_MARKER: &str = "load.sql";
+
+/// Whether a snapshot is an import of HitKeep's built-in backups.
+pub fn is_backup_import(m: &Manifest) -> bool {
+    m.labels.get(LABEL_IMPORT).map(String::as_str) == Some(IMPORT_HITKEEP_BACKUP)
+}
+
+/// The tenant of an import root label, if it is a tenant's.
+pub fn tenant_of_root(label: &str) -> Option<&str> {
+    label.strip_prefix(TENANT_ROOT_PREFIX)
+}
+
+/// What to import.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// HitKeep's backup path (`HITKEEP_BACKUP_PATH`).
+    pub from: PathBuf,
+    /// Leave out runs with a file modified less than this long ago: HitKeep
+    /// may still be writing them (its exports carry no completion record).
+    pub min_age: Duration,
+}
+
+/// One backup run: every export directory of one `{ts}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupRun {
+    /// `{ts}`, which becomes the snapshot id.
+    pub ts: SnapshotId,
+    /// `shared/{ts}`, when present.
+    pub shared: Option<PathBuf>,
+    /// `(uuid, tenants/{uuid}/{ts})`, sorted by uuid.
+    pub tenants: Vec<(String, PathBuf)>,
+}
+
+impl BackupRun {
+    fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        self.shared
+            .iter()
+            .chain(self.tenants.iter().map(|(_, p)| p))
+    }
+}
+
+/// What an import will do.
+#[derive(Clone, Debug, Default)]
+pub struct ImportPlan {
+    /// The backup path.
+    pub from: PathBuf,
+    /// Runs to import, oldest first.
+    pub runs: Vec<BackupRun>,
+    /// Runs left out: `{ts}` and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default)]
+pub struct ImportReport {
+    /// One snapshot per imported run.
+    pub imported: Vec<SnapshotReport>,
+}
+
+fn ts_dirs(dir: &Path) -> Result<Vec<(SnapshotId, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).at(dir),
+    };
+    for e in entries {
+        let e = e.at(dir)?;
+        let Some(name) = e.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        let Ok(ts) = name.parse::<SnapshotId>() else {
+            continue;
+        };
+        // Only the canonical spelling: the layout is written back from it.
+        if ts.to_string() == name && e.file_type().at(e.path())?.is_dir() {
+            out.push((ts, e.path()));
+        }
+    }
+    Ok(out)
+}
+
+/// The newest modification time of anything in `dir` (one level).
+fn newest_mtime(dir: &Path) -> Result<SystemTime> {
+    let mut newest = fs::metadata(dir).at(dir)?.modified().at(dir)?;
+    for e in fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        let m = e.metadata().at(e.path())?.modified().at(e.path())?;
+        newest = newest.max(m);
+    }
+    Ok(newest)
+}
+
+/// Lists the backup runs under `opts.from` and decides which to import.
+pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
+    let from = std::path::absolute(&opts.from).at(&opts.from)?;
+    if !from.is_dir() {
+        return Err(StoreError::SourceMissing { path: from });
+    }
+    if !from.join("shared").is_dir() && !from.join("tenants").is_dir() {
+        return Err(StoreError::Usage(format!(
+            "{} holds no HitKeep backups (no shared/ or tenants/ directory)",
+            from.display()
+        )));
+    }
+    let mut runs: BTreeMap<SnapshotId, BackupRun> = BTreeMap::new();
+    for (ts, path) in ts_dirs(&from.join("shared"))? {
+        entry(&mut runs, ts).shared = Some(path);
+    }
+    let tenants_dir = from.join("tenants");
+    if tenants_dir.is_dir() {
+        for e in fs::read_dir(&tenants_dir).at(&tenants_dir)? {
+            let e = e.at(&tenants_dir)?;
+            let Some(uuid) = e.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if !e.file_type().at(e.path())?.is_dir() {
+                continue;
+            }
+            for (ts, path) in ts_dirs(&e.path())? {
+                entry(&mut runs, ts).tenants.push((uuid.clone(), path));
+            }
+        }
+    }
+    let existing: BTreeMap<SnapshotId, Manifest> =
+        store.snapshots()?.into_iter().map(|m| (m.id, m)).collect();
+    let now = SystemTime::now();
+    let mut out = ImportPlan {
+        from,
+        ..ImportPlan::default()
+    };
+    for (ts, mut r) in runs {
+        r.tenants.sort();
+        let name = ts.to_string();
+        if let Some(m) = existing.get(&ts) {
+            let why = if is_backup_import(m) {
+                "already imported".to_string()
+            } else {
+                format!("snapshot {name} exists and is not an import of this backup")
+            };
+            out.skipped.push((name, why));
+            continue;
+        }
+        if r.shared.is_none() {
+            out.skipped.push((
+                name.clone(),
+                format!("no control-plane export (shared/{name})"),
+            ));
+            continue;
+        }
+        if let Some(d) = r.dirs().find(|d| !d.join(EXPORT_COMPLETE_MARKER).is_file()) {
+            out.skipped.push((
+                name,
+                format!(
+                    "incomplete export: {} has no {EXPORT_COMPLETE_MARKER}",
+                    d.display()
+                ),
+            ));
+            continue;
+        }
+        let mut newest = SystemTime::UNIX_EPOCH;
+        for d in r.dirs() {
+            newest = newest.max(newest_mtime(d)?);
+        }
+        let age = now.duration_since(newest).unwrap_or_default();
+        if age < opts.min_age {
+            out.skipped.push((
+                name,
+                format!(
+                    "written {}s ago, less than --min-age {}s: HitKeep may still be writing it",
+                    age.as_secs(),
+                    opts.min_age.as_secs()
+                ),
+            ));
+            continue;
+        }
+        out.runs.push(r);
+    }
+    Ok(out)
+}
+
+fn entry(runs: &mut BTreeMap<SnapshotId, BackupRun>, ts: SnapshotId) -> &mut BackupRun {
+    runs.entry(ts).or_insert_with(|| BackupRun {
+        ts,
+        shared: None,
+        tenants: Vec::new(),
+    })
+}
+
+/// Imports the planned runs, oldest first, one snapshot each. Stops at
+/// the first failure; the runs imported before it stay.
+pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Result<ImportReport> {
+    let mut report = ImportReport::default();
+    for run in &plan.runs {
+        let mut sources = Vec::new();
+        if let Some(s) = &run.shared {
+            sources.push(SourceSpec {
+                label: ROOT_SHARED.into(),
+                path: s.clone(),
+            });
+        }
+        for (uuid, path) in &run.tenants {
+            sources.push(SourceSpec {
+                label: format!("{TENANT_ROOT_PREFIX}{uuid}"),
+                path: path.clone(),
+            });
+        }
+        let labels = BTreeMap::from([
+            (LABEL_IMPORT.to_string(), IMPORT_HITKEEP_BACKUP.to_string()),
+            (LABEL_BACKUP_TS.to_string(), run.ts.to_string()),
+            (
+                LABEL_BACKUP_FROM.to_string(),
+                plan.from.display().to_string(),
+            ),
+        ]);
+        let opts = SnapshotOptions {
+            sources,
+            labels,
+            id: Some(run.ts),
+            // Each run is self-contained; chunks dedup through the index.
+            no_parent: true,
+            ..SnapshotOptions::default()
+        };
+        report
+            .imported
+            .push(snapshot::snapshot(store, &opts, progress)?);
+    }
+    Ok(report)
+}
+
+fn safe_component(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0')
+}
+
+/// Where each root of an imported snapshot goes in the backup layout:
+/// `(root label, shared/{ts} or tenants/{uuid}/{ts})`.
+pub fn backup_dirs(m: &Manifest) -> Result<Vec<(String, PathBuf)>> {
+    let not_import = || {
+        StoreError::Usage(format!(
+        "snapshot {} is not an import of HitKeep backups; --as-hitkeep-backup restores only those",
+        m.id
+    ))
+    };
+    if !is_backup_import(m) {
+        return Err(not_import());
+    }
+    let ts = m
+        .labels
+        .get(LABEL_BACKUP_TS)
+        .filter(|t| t.parse::<SnapshotId>().is_ok() && safe_component(t))
+        .ok_or_else(not_import)?;
+    let mut out = Vec::new();
+    for r in &m.roots {
+        let dir = if r.label == ROOT_SHARED {
+            Path::new("shared").join(ts)
+        } else {
+            match tenant_of_root(&r.label) {
+                Some(u) if safe_component(u) => Path::new("tenants").join(u).join(ts),
+                _ => {
+                    return Err(StoreError::UnsafePath {
+                        detail: format!("root {:?} of imported snapshot {}", r.label, m.id),
+                    })
+                }
+            }
+        };
+        out.push((r.label.clone(), dir));
+    }
+    Ok(out)
+}
+
+/// The restore plan of an imported snapshot in HitKeep's backup layout
+/// (paths relative to the backup directory), and the export directories
+/// it writes.
+pub fn backup_plan(store: &Store, m: &Manifest) -> Result<(RestorePlan, Vec<PathBuf>)> {
+    let mut plan = RestorePlan::default();
+    let mut exports = Vec::new();
+    for (label, dir) in backup_dirs(m)? {
+        let mut one = m.clone();
+        one.roots.retain(|r| r.label == label);
+        let sub = restore::plan(store, &one)?;
+        let mut ancestors: Vec<PathBuf> = dir.ancestors().skip(1).map(Path::to_owned).collect();
+        ancestors.reverse();
+        for a in ancestors.into_iter().chain([dir.clone()]) {
+            if !a.as_os_str().is_empty() && !plan.dirs.iter().any(|(d, _)| *d == a) {
+                plan.dirs.push((a, None));
+            }
+        }
+        plan.dirs
+            .extend(sub.dirs.into_iter().map(|(d, meta)| (dir.join(d), meta)));
+        plan.files.extend(sub.files.into_iter().map(|mut f| {
+            f.rel = dir.join(&f.rel);
+            f
+        }));
+        plan.symlinks.extend(
+            sub.symlinks
+                .into_iter()
+                .map(|(p, t, meta)| (dir.join(p), t, meta)),
+        );
+        plan.failed
+            .extend(sub.failed.into_iter().map(|(p, why)| (dir.join(p), why)));
+        plan.bytes += sub.bytes;
+        exports.push(dir);
+    }
+    Ok((plan, exports))
+}
+
+/// Writes an imported snapshot back as `target/shared/{ts}/` and
+/// `target/tenants/{uuid}/{ts}/`, for `hitkeep recover restore-backup
+/// -from target -snapshot {ts}`. Other content of `target` (other runs)
+/// is left alone; an export directory that exists already is refused
+/// unless `overwrite`.
+pub fn restore_as_backup(
+    store: &Store,
+    snapshot: SnapshotId,
+    target: &Path,
+    overwrite: bool,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let m = store.load_manifest(snapshot)?;
+    let (plan, exports) = backup_plan(store, &m)?;
+    match fs::symlink_metadata(target) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(StoreError::Usage(format!(
+                "restore target {} exists and is not a directory",
+                target.display()
+            )))
+        }
+        Ok(_) => {}
+        Err(_) => fs::create_dir_all(target).at(target)?,
+    }
+    if !overwrite {
+        if let Some(e) = exports.iter().find(|e| target.join(e).exists()) {
+            return Err(StoreError::TargetNotEmpty {
+                path: target.join(e),
+            });
+        }
+    }
+    restore::execute(store, &plan, target, progress)
+}

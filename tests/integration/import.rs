@@ -1,0 +1,304 @@
+//! Importing HitKeep's built-in backups (`import-hitkeep-backups`) and
+//! writing them back (`restore --as-hitkeep-backup`), on exports made by
+//! real DuckDB `EXPORT DATABASE ... (FORMAT PARQUET)` from a generated
+//! data path aged one hour between exports (`tests/hitkeep_backup.py`).
+//!
+//! The number of hourly exports is `CAIRN_IMPORT_EXPORTS` (default 24, as
+//! HitKeep keeps); the series is built once and cached like the other
+//! fixtures.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn backup_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/hitkeep_backup.py")
+}
+
+fn exports_wanted() -> usize {
+    std::env::var("CAIRN_IMPORT_EXPORTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(24)
+}
+
+/// The cached backup directory: `n` hourly exports of the tiny data path.
+fn backup_fixture(n: usize) -> PathBuf {
+    let script = fs::read(backup_script()).unwrap();
+    let key = format!(
+        "backups-tiny-seed7-{n}h-{}",
+        &blake3::hash(&script).to_hex()[..8]
+    );
+    let fx = cached_fixture(&key, |d| {
+        let data = d.join("data");
+        gen(&[
+            "create",
+            data.to_str().unwrap(),
+            "--scale",
+            "tiny",
+            "--seed",
+            "7",
+        ]);
+        let out = Command::new("python3")
+            .arg(backup_script())
+            .args(["series", data.to_str().unwrap()])
+            .arg(d.join("backup"))
+            .args(["--hours", &n.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hitkeep_backup.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    fx.join("backup")
+}
+
+/// The `{ts}` names of the runs under a backup directory.
+fn runs(backup: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(backup.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+fn file_bytes(dir: &Path) -> u64 {
+    tree_digest(dir)
+        .keys()
+        .map(|p| fs::symlink_metadata(dir.join(p)).unwrap())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn import(s: &Scratch, from: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "--json",
+        "import-hitkeep-backups",
+        "--from",
+        from.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    parse_json(&s.ok(&args))
+}
+
+/// Row counts of every table after DuckDB's own `IMPORT DATABASE` of
+/// each export directory (what HitKeep's restore-backup runs).
+fn import_counts(dirs: &[PathBuf], scratch: &Path) -> Vec<Value> {
+    const SNIPPET: &str = r#"
+import duckdb, json, os, sys
+scratch = sys.argv[1]
+out = []
+for i, d in enumerate(sys.argv[2:]):
+    db = os.path.join(scratch, f"imported-{i}.db")
+    con = duckdb.connect(db)
+    con.execute(f"IMPORT DATABASE '{d}'")
+    tabs = con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
+    out.append({t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for (t,) in tabs})
+    con.close()
+    os.remove(db)
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SNIPPET)
+        .arg(scratch)
+        .args(dirs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "IMPORT DATABASE failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn export_dirs(backup: &Path, ts: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![backup.join("shared").join(ts)];
+    let mut tenants: Vec<PathBuf> = fs::read_dir(backup.join("tenants"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join(ts))
+        .filter(|p| p.is_dir())
+        .collect();
+    tenants.sort();
+    dirs.extend(tenants);
+    dirs
+}
+
+#[test]
+fn hourly_exports_dedup_and_are_written_back_byte_identical() {
+    let n = exports_wanted();
+    let s = Scratch::new();
+    let backup = s.path("backup");
+    copy_tree(&backup_fixture(n), &backup);
+    let ts = runs(&backup);
+    assert_eq!(ts.len(), n);
+    s.ok(&["init"]);
+
+    let r = import(&s, &backup, &["--min-age", "0"]);
+    let imported: Vec<&str> = r["imported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(imported, ts.iter().map(String::as_str).collect::<Vec<_>>());
+    // Each snapshot has the run's own timestamp and is marked an import.
+    let listed = parse_json(&s.ok(&["--json", "list"]));
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, imported);
+
+    // What the store holds against what the exports take.
+    let export_bytes = file_bytes(&backup);
+    let stored = store_bytes(&s.store());
+    let ratio = stored as f64 / export_bytes as f64;
+    eprintln!(
+        "import of {n} hourly exports: exports {export_bytes} bytes, store {stored} bytes, ratio {ratio:.3}"
+    );
+    // Measured 0.52 with the default chunking (each hour's Parquet files
+    // are rewritten: see ARCHITECTURE.md); this guards against a regression,
+    // it is not the issue's 10 % goal.
+    assert!(ratio < 0.60, "store is {ratio:.3} of the exports");
+
+    // Importing again adds nothing.
+    let before = store_state(&s.store());
+    let again = import(&s, &backup, &["--min-age", "0"]);
+    assert_eq!(again["imported"].as_array().unwrap().len(), 0);
+    let reasons: BTreeSet<&str> = again["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, BTreeSet::from(["already imported"]));
+    assert_eq!(before, store_state(&s.store()));
+
+    // Every run written back: the whole layout is identical (names,
+    // contents, modes, mtimes).
+    let out = s.path("out");
+    for t in &ts {
+        s.ok(&[
+            "-q",
+            "restore",
+            "--as-hitkeep-backup",
+            "--snapshot",
+            t,
+            "--target",
+            out.to_str().unwrap(),
+        ]);
+    }
+    assert_same_tree(&backup, &out);
+
+    // DuckDB imports the written-back run on its own (the originals moved
+    // away), to the same rows as the original.
+    let last = ts.last().unwrap();
+    let want = import_counts(&export_dirs(&backup, last), &s.path(""));
+    fs::rename(&backup, s.path("originals")).unwrap();
+    let got = import_counts(&export_dirs(&out, last), &s.path(""));
+    assert_eq!(got, want);
+    assert!(got[0]["teams"].as_i64().unwrap() > 0, "{got:?}");
+}
+
+#[test]
+fn incomplete_and_recent_runs_wait_and_only_imports_restore_as_backups() {
+    let s = Scratch::new();
+    let fixture = backup_fixture(exports_wanted());
+    let ts = runs(&fixture);
+    let (first, second) = (&ts[0], &ts[1]);
+    // A backup path with two runs: the second one half written (a tenant
+    // export without load.sql yet).
+    let backup = s.path("backup");
+    for t in [first, second] {
+        for d in export_dirs(&fixture, t) {
+            let rel = d.strip_prefix(&fixture).unwrap();
+            fs::create_dir_all(backup.join(rel).parent().unwrap()).unwrap();
+            copy_tree(&d, &backup.join(rel));
+        }
+    }
+    let unfinished = export_dirs(&backup, second)[1].join("load.sql");
+    fs::remove_file(&unfinished).unwrap();
+    s.ok(&["init"]);
+
+    // Files just written are left for a later run by default.
+    let fresh = export_dirs(&backup, first)[0].join("teams.parquet");
+    let f = fs::OpenOptions::new().append(true).open(&fresh).unwrap();
+    f.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(f);
+    let r = import(&s, &backup, &[]);
+    assert_eq!(r["imported"].as_array().unwrap().len(), 0);
+    let skipped = r["skipped"].to_string();
+    assert!(
+        skipped.contains("HitKeep may still be writing it"),
+        "{skipped}"
+    );
+    assert!(
+        skipped.contains("incomplete export") && skipped.contains("load.sql"),
+        "{skipped}"
+    );
+
+    let r = import(&s, &backup, &["--min-age", "0"]);
+    assert_eq!(r["imported"][0]["snapshot"], first.as_str());
+    assert_eq!(r["imported"].as_array().unwrap().len(), 1);
+
+    // A drill of an imported run checks the exports.
+    let out = s.ok(&["--json", "drill", "--snapshot", first]);
+    let d = parse_json(&out);
+    assert_eq!(d["passed"], true, "{d:#}");
+    let status = |name: &str| {
+        d["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status("parquet-structure"), "passed");
+    assert_eq!(status("tenants"), "passed");
+    assert_eq!(status("duckdb-structure"), "skipped");
+
+    // Writing back refuses an existing run directory and a snapshot that
+    // is not an import.
+    let err = s.fails(&[
+        "restore",
+        "--as-hitkeep-backup",
+        "--snapshot",
+        first,
+        "--target",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("not empty") && err.contains(first.as_str()),
+        "{err}"
+    );
+    let data = s.path("data");
+    tiny_data_path(&data);
+    let plain = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    let err = s.fails(&[
+        "restore",
+        "--as-hitkeep-backup",
+        "--snapshot",
+        &plain,
+        "--target",
+        s.path("x").to_str().unwrap(),
+    ]);
+    assert!(err.contains("is not an import of HitKeep backups"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
