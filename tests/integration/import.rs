@@ -302,3 +302,32 @@ fn incomplete_and_recent_runs_wait_and_only_imports_restore_as_backups() {
     assert!(err.contains("is not an import of HitKeep backups"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_data_path_snapshot_after_a_newer_import_keeps_its_data_path_parent() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    tiny_data_path(&data);
+    s.ok(&["init"]);
+    let first = s.snapshot(&data);
+    // A backup run newer than that snapshot (HitKeep's hourly export,
+    // imported after it).
+    let fixture = backup_fixture(exports_wanted());
+    let run = runs(&fixture)[0].clone();
+    let newer = "2099-01-01T000000Z";
+    let backup = s.path("backup");
+    for d in export_dirs(&fixture, &run) {
+        let rel = d.strip_prefix(&fixture).unwrap();
+        let dest = backup.join(rel.parent().unwrap()).join(newer);
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        copy_tree(&d, &dest);
+    }
+    let r = import(&s, &backup, &["--min-age", "0"]);
+    assert_eq!(r["imported"][0]["snapshot"], newer);
+    // The next data-path snapshot compares with the data-path snapshot,
+    // not the import: nothing is read again, no finding.
+    let second = s.snapshot(&data);
+    assert_eq!(second["parent"], first["id"]);
+    assert_eq!(second["files_unchanged"], second["files"]);
+    assert_eq!(second["boundary"]["findings"], serde_json::json!([]));
+}

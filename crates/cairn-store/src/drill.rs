@@ -703,6 +703,11 @@ fn tenants(
             problems.push(f.clone());
         }
     }
+    for g in &b.gave_up {
+        problems.push(format!(
+            "{g}: its capture gave up (kept changing); not in this snapshot"
+        ));
+    }
     finish_step(
         step::TENANTS,
         format!(

@@ -127,14 +127,19 @@ pub fn snapshot(
         Some(id) => id,
         None => store.next_snapshot_id(now_unix())?,
     };
-    let parent = if opts.no_parent {
-        None
-    } else {
-        match store.manifest_ids()?.last() {
-            Some(p) => Some(store.load_manifest(*p)?),
-            None => None,
+    // The parent is the newest snapshot of a data path: an imported
+    // backup run (newer, when imported after a snapshot) has other roots
+    // and no boundary to compare with.
+    let mut parent = None;
+    if !opts.no_parent {
+        for p in store.manifest_ids()?.iter().rev() {
+            let m = store.load_manifest(*p)?;
+            if !crate::import::is_backup_import(&m) {
+                parent = Some(m);
+                break;
+            }
         }
-    };
+    }
     let sink = ChunkSink::new(store);
     match take(store, &sink, id, parent.as_ref(), &sources, opts, progress) {
         Ok(r) => Ok(r),
