@@ -331,3 +331,23 @@ fn a_data_path_snapshot_after_a_newer_import_keeps_its_data_path_parent() {
     assert_eq!(second["files_unchanged"], second["files"]);
     assert_eq!(second["boundary"]["findings"], serde_json::json!([]));
 }
+
+#[test]
+fn bad_backup_paths_are_refused_with_one_line() {
+    let s = Scratch::new();
+    s.ok(&["init"]);
+    let before = store_state(&s.store());
+    let missing = s.path("no-such-dir");
+    let empty = s.path("empty");
+    fs::create_dir(&empty).unwrap();
+    for (from, says) in [
+        (missing.to_str().unwrap(), "is not a directory"),
+        ("s3://bucket/hitkeep", "is object storage"),
+        (empty.to_str().unwrap(), "holds no HitKeep backups"),
+    ] {
+        let err = s.fails(&["import-hitkeep-backups", "--from", from]);
+        assert!(err.contains(says) && err.contains(from), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(before, store_state(&s.store()));
+}

@@ -224,14 +224,14 @@ pub fn prepare(
     let started = Instant::now();
     let started_unix = now_unix();
     let manifest = store.load_manifest(opts.snapshot)?;
-    let (target, created_target) = make_target(opts.target.as_deref(), opts.snapshot)?;
-    let mut not_restored = BTreeSet::new();
     // An imported backup run is restored in HitKeep's backup layout.
     let exports = if import::is_backup_import(&manifest) {
         Some(import::backup_dirs(&manifest)?)
     } else {
         None
     };
+    let (target, created_target) = make_target(opts.target.as_deref(), opts.snapshot)?;
+    let mut not_restored = BTreeSet::new();
     let planned = match exports {
         Some(_) => import::backup_plan(store, &manifest).map(|(plan, _)| plan),
         None => restore::plan(store, &manifest),

@@ -137,9 +137,18 @@ fn newest_mtime(dir: &Path) -> Result<SystemTime> {
 
 /// Lists the backup runs under `opts.from` and decides which to import.
 pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
+    if opts.from.to_string_lossy().contains("://") {
+        return Err(StoreError::Usage(format!(
+            "backup path {} is object storage; cairn imports backups from a local directory (sync it down first)",
+            opts.from.display()
+        )));
+    }
     let from = std::path::absolute(&opts.from).at(&opts.from)?;
     if !from.is_dir() {
-        return Err(StoreError::SourceMissing { path: from });
+        return Err(StoreError::Usage(format!(
+            "backup path {} is not a directory",
+            from.display()
+        )));
     }
     if !from.join("shared").is_dir() && !from.join("tenants").is_dir() {
         return Err(StoreError::Usage(format!(
