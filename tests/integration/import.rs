@@ -153,6 +153,14 @@ fn hourly_exports_dedup_and_are_written_back_byte_identical() {
         .map(|i| i["snapshot"].as_str().unwrap())
         .collect();
     assert_eq!(imported, ts.iter().map(String::as_str).collect::<Vec<_>>());
+    // Each snapshot holds its own run and nothing else.
+    for (i, t) in ts.iter().enumerate() {
+        let files: usize = export_dirs(&backup, t)
+            .iter()
+            .map(|d| files_under(d).len())
+            .sum();
+        assert_eq!(r["imported"][i]["files"], files as u64, "run {t}");
+    }
     // Each snapshot has the run's own timestamp and is marked an import.
     let listed = parse_json(&s.ok(&["--json", "list"]));
     let ids: Vec<&str> = listed

@@ -150,8 +150,8 @@ pub struct PreparedDrill {
     /// The drill created the target (so removing it removes only ours).
     created_target: bool,
     restore_step: DrillStep,
-    /// For an imported backup run: each root's export directory, by label.
-    exports: Option<Vec<(String, PathBuf)>>,
+    /// For an imported backup run: its export directories.
+    exports: Option<Vec<import::ExportDir>>,
     /// Files the restore could not write.
     not_restored: BTreeSet<PathBuf>,
     started: Instant,
@@ -224,19 +224,9 @@ pub fn prepare(
     let started = Instant::now();
     let started_unix = now_unix();
     let manifest = store.load_manifest(opts.snapshot)?;
-    // An imported backup run is restored in HitKeep's backup layout.
-    let exports = if import::is_backup_import(&manifest) {
-        Some(import::backup_dirs(&manifest)?)
-    } else {
-        None
-    };
     let (target, created_target) = make_target(opts.target.as_deref(), opts.snapshot)?;
     let mut not_restored = BTreeSet::new();
-    let planned = match exports {
-        Some(_) => import::backup_plan(store, &manifest).map(|(plan, _)| plan),
-        None => restore::plan(store, &manifest),
-    };
-    let (plan, restore_step) = match planned {
+    let (plan, restore_step) = match restore::plan(store, &manifest) {
         Err(e) => (
             RestorePlan::default(),
             finish_step(
@@ -270,6 +260,10 @@ pub fn prepare(
             }
         },
     };
+    // An imported backup run restores as HitKeep's backup layout; its
+    // checks are per export directory.
+    let exports = import::is_backup_import(&manifest)
+        .then(|| import::export_dirs(&manifest, &plan).unwrap_or_default());
     Ok(PreparedDrill {
         opts: opts.clone(),
         manifest,
@@ -814,20 +808,21 @@ fn export_problems(dir: &Path) -> Vec<String> {
 /// (what `--validate-cmd` runs on).
 fn export_steps(
     target: &Path,
-    exports: &[(String, PathBuf)],
+    exports: &[import::ExportDir],
 ) -> (DrillStep, DrillStep, Vec<PathBuf>) {
     let mut sound = Vec::new();
     let mut cp_problems = Vec::new();
     let mut tenant_problems = Vec::new();
     let mut cp_dir = None;
     let mut tenants = 0;
-    for (label, rel) in exports {
+    for e in exports {
+        let rel = &e.rel;
         let dir = target.join(rel);
         let problems = export_problems(&dir);
         if problems.is_empty() {
             sound.push(dir);
         }
-        if label == import::ROOT_SHARED {
+        if e.tenant.is_none() {
             cp_dir = Some(rel.clone());
             cp_problems.extend(problems);
         } else {

@@ -6,14 +6,17 @@
 //! DATABASE ... (FORMAT PARQUET)` into `{backup}/shared/{ts}/` (the
 //! control plane) and `{backup}/tenants/{uuid}/{ts}/`. One backup run, all
 //! directories of one `{ts}`, becomes one snapshot whose id is that `{ts}`:
-//! a root `shared` and a root `tenant-{uuid}` per tenant, and the manifest
-//! labels `import=hitkeep-backup`, `hitkeep_backup_ts={ts}` and
-//! `hitkeep_backup_from={backup}`. Chunks are shared with every other
-//! snapshot in the store, so files an hour did not change are stored once.
+//! one root `backup` (the backup path) holding only `shared/{ts}/` and
+//! `tenants/{uuid}/{ts}/`, so the snapshot's tree is the backup layout
+//! (and a tenant's files lie under `tenants/{uuid}/`, where purging a
+//! tenant looks), and the manifest labels `import=hitkeep-backup`,
+//! `hitkeep_backup_ts={ts}` and `hitkeep_backup_from={backup}`. Chunks are
+//! shared with every other snapshot in the store, so files an hour did
+//! not change are stored once.
 //!
 //! [`plan`] lists the runs and decides what to skip (already imported, id
 //! taken, incomplete, too recent); [`execute`] imports the rest, oldest
-//! first. [`backup_plan`] maps an imported snapshot back to the layout.
+//! first. [`restore_as_backup`] writes one back.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -35,10 +38,8 @@ pub const IMPORT_HITKEEP_BACKUP: &str = "hitkeep-backup";
 pub const LABEL_BACKUP_TS: &str = "hitkeep_backup_ts";
 /// Manifest label: the backup path it was imported from.
 pub const LABEL_BACKUP_FROM: &str = "hitkeep_backup_from";
-/// Root label of the control-plane export.
-pub const ROOT_SHARED: &str = "shared";
-/// Root label prefix of a tenant's export (`tenant-{uuid}`).
-pub const TENANT_ROOT_PREFIX: &str = "tenant-";
+/// Root label of an imported backup run: the backup path.
+pub const ROOT_BACKUP: &str = "backup";
 /// The file DuckDB writes last into an export; without it the export is
 /// incomplete (DuckDB writes the table files, then `schema.sql` and
 /// `load.sql`).
@@ -47,11 +48,6 @@ pub const EXPORT_COMPLETE_MARKER: &str = "load.sql";
 /// Whether a snapshot is an import of HitKeep's built-in backups.
 pub fn is_backup_import(m: &Manifest) -> bool {
     m.labels.get(LABEL_IMPORT).map(String::as_str) == Some(IMPORT_HITKEEP_BACKUP)
-}
-
-/// The tenant of an import root label, if it is a tenant's.
-pub fn tenant_of_root(label: &str) -> Option<&str> {
-    label.strip_prefix(TENANT_ROOT_PREFIX)
 }
 
 /// What to import.
@@ -144,6 +140,9 @@ pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
         )));
     }
     let from = std::path::absolute(&opts.from).at(&opts.from)?;
+    // Canonical, as the walk sees it (the run directories are matched
+    // against the walked paths).
+    let from = fs::canonicalize(&from).unwrap_or(from);
     if !from.is_dir() {
         return Err(StoreError::Usage(format!(
             "backup path {} is not a directory",
@@ -245,19 +244,6 @@ fn entry(runs: &mut BTreeMap<SnapshotId, BackupRun>, ts: SnapshotId) -> &mut Bac
 pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Result<ImportReport> {
     let mut report = ImportReport::default();
     for run in &plan.runs {
-        let mut sources = Vec::new();
-        if let Some(s) = &run.shared {
-            sources.push(SourceSpec {
-                label: ROOT_SHARED.into(),
-                path: s.clone(),
-            });
-        }
-        for (uuid, path) in &run.tenants {
-            sources.push(SourceSpec {
-                label: format!("{TENANT_ROOT_PREFIX}{uuid}"),
-                path: path.clone(),
-            });
-        }
         let labels = BTreeMap::from([
             (LABEL_IMPORT.to_string(), IMPORT_HITKEEP_BACKUP.to_string()),
             (LABEL_BACKUP_TS.to_string(), run.ts.to_string()),
@@ -267,7 +253,11 @@ pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Res
             ),
         ]);
         let opts = SnapshotOptions {
-            sources,
+            sources: vec![SourceSpec {
+                label: ROOT_BACKUP.into(),
+                path: plan.from.clone(),
+            }],
+            only: run.dirs().cloned().collect(),
             labels,
             id: Some(run.ts),
             // Each run is self-contained; chunks dedup through the index.
@@ -281,80 +271,44 @@ pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Res
     Ok(report)
 }
 
-fn safe_component(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0')
+/// One export directory of a backup run, relative to the backup path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportDir {
+    /// The tenant, or `None` for the control plane (`shared/{ts}`).
+    pub tenant: Option<String>,
+    /// `shared/{ts}` or `tenants/{uuid}/{ts}`.
+    pub rel: PathBuf,
 }
 
-/// Where each root of an imported snapshot goes in the backup layout:
-/// `(root label, shared/{ts} or tenants/{uuid}/{ts})`.
-pub fn backup_dirs(m: &Manifest) -> Result<Vec<(String, PathBuf)>> {
-    let not_import = || {
-        StoreError::Usage(format!(
-        "snapshot {} is not an import of HitKeep backups; --as-hitkeep-backup restores only those",
-        m.id
-    ))
-    };
-    if !is_backup_import(m) {
-        return Err(not_import());
+/// The export directories an imported snapshot's restore plan holds, or
+/// an error when the snapshot is not an import of HitKeep backups.
+pub fn export_dirs(m: &Manifest, plan: &RestorePlan) -> Result<Vec<ExportDir>> {
+    if !is_backup_import(m) || m.roots.len() != 1 {
+        return Err(StoreError::Usage(format!(
+            "snapshot {} is not an import of HitKeep backups; --as-hitkeep-backup restores only those",
+            m.id
+        )));
     }
-    let ts = m
-        .labels
-        .get(LABEL_BACKUP_TS)
-        .filter(|t| t.parse::<SnapshotId>().is_ok() && safe_component(t))
-        .ok_or_else(not_import)?;
+    let ts = m.id.to_string();
     let mut out = Vec::new();
-    for r in &m.roots {
-        let dir = if r.label == ROOT_SHARED {
-            Path::new("shared").join(ts)
-        } else {
-            match tenant_of_root(&r.label) {
-                Some(u) if safe_component(u) => Path::new("tenants").join(u).join(ts),
-                _ => {
-                    return Err(StoreError::UnsafePath {
-                        detail: format!("root {:?} of imported snapshot {}", r.label, m.id),
-                    })
-                }
-            }
-        };
-        out.push((r.label.clone(), dir));
+    for (dir, _) in &plan.dirs {
+        let parts: Vec<&str> = dir
+            .components()
+            .map(|c| c.as_os_str().to_str().unwrap_or(""))
+            .collect();
+        match parts.as_slice() {
+            ["shared", t] if *t == ts => out.push(ExportDir {
+                tenant: None,
+                rel: dir.clone(),
+            }),
+            ["tenants", u, t] if *t == ts => out.push(ExportDir {
+                tenant: Some((*u).to_string()),
+                rel: dir.clone(),
+            }),
+            _ => {}
+        }
     }
     Ok(out)
-}
-
-/// The restore plan of an imported snapshot in HitKeep's backup layout
-/// (paths relative to the backup directory), and the export directories
-/// it writes.
-pub fn backup_plan(store: &Store, m: &Manifest) -> Result<(RestorePlan, Vec<PathBuf>)> {
-    let mut plan = RestorePlan::default();
-    let mut exports = Vec::new();
-    for (label, dir) in backup_dirs(m)? {
-        let mut one = m.clone();
-        one.roots.retain(|r| r.label == label);
-        let sub = restore::plan(store, &one)?;
-        let mut ancestors: Vec<PathBuf> = dir.ancestors().skip(1).map(Path::to_owned).collect();
-        ancestors.reverse();
-        for a in ancestors.into_iter().chain([dir.clone()]) {
-            if !a.as_os_str().is_empty() && !plan.dirs.iter().any(|(d, _)| *d == a) {
-                plan.dirs.push((a, None));
-            }
-        }
-        plan.dirs
-            .extend(sub.dirs.into_iter().map(|(d, meta)| (dir.join(d), meta)));
-        plan.files.extend(sub.files.into_iter().map(|mut f| {
-            f.rel = dir.join(&f.rel);
-            f
-        }));
-        plan.symlinks.extend(
-            sub.symlinks
-                .into_iter()
-                .map(|(p, t, meta)| (dir.join(p), t, meta)),
-        );
-        plan.failed
-            .extend(sub.failed.into_iter().map(|(p, why)| (dir.join(p), why)));
-        plan.bytes += sub.bytes;
-        exports.push(dir);
-    }
-    Ok((plan, exports))
 }
 
 /// Writes an imported snapshot back as `target/shared/{ts}/` and
@@ -370,7 +324,12 @@ pub fn restore_as_backup(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let m = store.load_manifest(snapshot)?;
-    let (plan, exports) = backup_plan(store, &m)?;
+    if !is_backup_import(&m) {
+        // Refused before the tree is read.
+        export_dirs(&m, &RestorePlan::default())?;
+    }
+    let plan = restore::plan(store, &m)?;
+    let exports = export_dirs(&m, &plan)?;
     match fs::symlink_metadata(target) {
         Ok(meta) if !meta.is_dir() => {
             return Err(StoreError::Usage(format!(
@@ -382,9 +341,9 @@ pub fn restore_as_backup(
         Err(_) => fs::create_dir_all(target).at(target)?,
     }
     if !overwrite {
-        if let Some(e) = exports.iter().find(|e| target.join(e).exists()) {
+        if let Some(e) = exports.iter().find(|e| target.join(&e.rel).exists()) {
             return Err(StoreError::TargetNotEmpty {
-                path: target.join(e),
+                path: target.join(&e.rel),
             });
         }
     }

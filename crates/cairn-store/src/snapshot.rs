@@ -58,6 +58,9 @@ pub struct SnapshotOptions {
     /// Take this id instead of the start time (an imported backup keeps
     /// its own timestamp); refused when a snapshot already has it.
     pub id: Option<SnapshotId>,
+    /// When not empty, take only these paths (absolute, canonical) of the
+    /// roots, with the directories leading to them.
+    pub only: Vec<PathBuf>,
 }
 
 /// Progress callbacks; the CLI draws bars from them.
@@ -183,6 +186,7 @@ fn take(
         cache: Default::default(),
         full_read: opts.full_read || opts.no_parent,
         exclude: vec![store_root],
+        only: opts.only.clone(),
         files: Vec::new(),
         warnings: Vec::new(),
         excluded: Vec::new(),

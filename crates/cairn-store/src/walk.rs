@@ -54,6 +54,9 @@ pub(crate) struct Walker<'r, 's> {
     pub full_read: bool,
     /// Paths never to descend into (the store itself).
     pub exclude: Vec<PathBuf>,
+    /// When not empty, only these paths (absolute, canonical), what lies
+    /// under them and the directories leading to them are walked.
+    pub only: Vec<PathBuf>,
     pub files: Vec<FileJob>,
     pub warnings: Vec<String>,
     /// Transient HitKeep files left out (absolute paths).
@@ -111,6 +114,14 @@ impl<'r, 's> Walker<'r, 's> {
         let mut entries = Vec::with_capacity(names.len());
         for (name, child) in names {
             if self.exclude.iter().any(|x| x == &child) {
+                continue;
+            }
+            if !self.only.is_empty()
+                && !self
+                    .only
+                    .iter()
+                    .any(|o| o.starts_with(&child) || child.starts_with(o))
+            {
                 continue;
             }
             if crate::hitkeep::is_transient(&name) {
