@@ -18,7 +18,7 @@
 //! taken, incomplete, too recent); [`execute`] imports the rest, oldest
 //! first. [`restore_as_backup`] writes one back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -174,8 +174,15 @@ pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
             }
         }
     }
-    let existing: BTreeMap<SnapshotId, Manifest> =
-        store.snapshots()?.into_iter().map(|m| (m.id, m)).collect();
+    let snapshots = store.snapshots()?;
+    let ids: BTreeSet<SnapshotId> = snapshots.iter().map(|m| m.id).collect();
+    // By label, not id: a rewritten import (a tenant purged from it) has
+    // another id and must not be imported again.
+    let imported: BTreeSet<&str> = snapshots
+        .iter()
+        .filter(|m| is_backup_import(m))
+        .filter_map(|m| m.labels.get(LABEL_BACKUP_TS).map(String::as_str))
+        .collect();
     let now = SystemTime::now();
     let mut out = ImportPlan {
         from,
@@ -184,13 +191,15 @@ pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
     for (ts, mut r) in runs {
         r.tenants.sort();
         let name = ts.to_string();
-        if let Some(m) = existing.get(&ts) {
-            let why = if is_backup_import(m) {
-                "already imported".to_string()
-            } else {
-                format!("snapshot {name} exists and is not an import of this backup")
-            };
-            out.skipped.push((name, why));
+        if imported.contains(name.as_str()) {
+            out.skipped.push((name, "already imported".to_string()));
+            continue;
+        }
+        if ids.contains(&ts) {
+            out.skipped.push((
+                name.clone(),
+                format!("snapshot {name} exists and is not an import of this backup run"),
+            ));
             continue;
         }
         if r.shared.is_none() {
@@ -289,7 +298,13 @@ pub fn export_dirs(m: &Manifest, plan: &RestorePlan) -> Result<Vec<ExportDir>> {
             m.id
         )));
     }
-    let ts = m.id.to_string();
+    // The run's own `{ts}`: a rewritten import (tenant purged) has
+    // another snapshot id.
+    let ts = m
+        .labels
+        .get(LABEL_BACKUP_TS)
+        .cloned()
+        .unwrap_or_else(|| m.id.to_string());
     let mut out = Vec::new();
     for (dir, _) in &plan.dirs {
         let parts: Vec<&str> = dir
