@@ -59,6 +59,64 @@ pub enum Command {
     /// Drop damaged chunks (keeping every intact one), and heal from the
     /// live data path when the same bytes are still there.
     Repair(RepairArgs),
+    /// Remove the snapshots a retention policy does not keep (the given
+    /// rules, or the policy stored in the store). Their data goes at the
+    /// next `prune`.
+    Forget(ForgetArgs),
+    /// Show, set or clear the retention policy stored in the store (used
+    /// by `forget` without rules, `snapshot --forget` and `list`).
+    Policy(PolicyArgs),
+}
+
+/// Retention rules (as restic's).
+#[derive(Args, Debug, Default, Clone)]
+pub struct RetentionArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot taken within DURATION of the newest one
+    /// (units y, m = 30 days, w, d, h: `7d`, `1y6m`).
+    #[arg(long, value_name = "DURATION", value_parser = cairn_store::retention::Span::parse)]
+    pub keep_within: Option<cairn_store::retention::Span>,
+    /// Hard expiry: remove every snapshot older than DURATION (from now),
+    /// whatever rule keeps it.
+    #[arg(long, value_name = "DURATION", value_parser = cairn_store::retention::Span::parse)]
+    pub max_age: Option<cairn_store::retention::Span>,
+}
+
+/// `forget` arguments.
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub rules: RetentionArgs,
+    /// Print the plan (what stays, by which rule; what goes); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `policy` arguments.
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    #[command(flatten)]
+    pub rules: RetentionArgs,
+    /// Remove the stored policy.
+    #[arg(long, conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within", "max_age"])]
+    pub clear: bool,
 }
 
 /// `repair` arguments.
@@ -124,6 +182,10 @@ pub struct SnapshotArgs {
     /// Read every file, even those unchanged since the parent snapshot.
     #[arg(long)]
     pub full_read: bool,
+    /// After the snapshot, apply the retention policy stored in the store
+    /// (`cairn policy`), as `cairn forget` would.
+    #[arg(long)]
+    pub forget: bool,
 }
 
 /// `show` arguments.

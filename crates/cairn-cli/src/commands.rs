@@ -86,7 +86,7 @@ fn open_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-fn print_json(v: &serde_json::Value) {
+pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
@@ -269,6 +269,9 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> anyhow::Result<ExitCode> {
 
 pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
+    if a.forget && cairn_store::forget::stored_policy(&store)?.is_none() {
+        bail!("--forget: no retention policy stored in the store (set one with `cairn policy --keep-...`)");
+    }
     let paths = HitkeepPaths::resolve(a.data_path.clone(), a.db.clone(), a.archive_path.clone());
     let opts = SnapshotOptions {
         hitkeep: Some(paths),
@@ -313,29 +316,45 @@ pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
     }
+    if a.forget {
+        crate::cmd_lifecycle::apply(cli, &store, None, false)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
     let snaps = store.snapshots()?;
+    let kept_by = crate::cmd_lifecycle::kept_by(&store)?;
     if cli.json {
-        print_json(&json!(snaps.iter().map(manifest_json).collect::<Vec<_>>()));
+        let list: Vec<_> = snaps
+            .iter()
+            .map(|m| {
+                let mut v = manifest_json(m);
+                if let Some(k) = kept_by.get(&m.id.to_string()) {
+                    v["kept_by"] = json!(k);
+                }
+                v
+            })
+            .collect();
+        print_json(&json!(list));
         return Ok(ExitCode::SUCCESS);
     }
     if !cli.quiet {
         println!(
-            "{:<20} {:>8} {:>12} {:>12}  roots",
-            "snapshot", "files", "size", "added"
+            "{:<20} {:>8} {:>12} {:>12}  {:<16} roots",
+            "snapshot", "files", "size", "added", "kept by"
         );
     }
     for m in &snaps {
+        let id = m.id.to_string();
         println!(
-            "{:<20} {:>8} {:>12} {:>12}  {}",
-            m.id.to_string(),
+            "{:<20} {:>8} {:>12} {:>12}  {:<16} {}",
+            id,
             m.stats.files,
             human(m.stats.logical_bytes),
             human(m.stats.added_pack_bytes),
+            kept_by.get(&id).map_or("-", String::as_str),
             m.roots
                 .iter()
                 .map(|r| r.path.as_str())

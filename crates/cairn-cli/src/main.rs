@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd_check;
+mod cmd_lifecycle;
 mod cmd_repair;
 mod commands;
 mod progress;
@@ -37,5 +38,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Index(a) => commands::index(cli, a),
         Command::Check(a) => cmd_check::check(cli, a),
         Command::Repair(a) => cmd_repair::repair(cli, a),
+        Command::Forget(a) => cmd_lifecycle::forget(cli, a),
+        Command::Policy(a) => cmd_lifecycle::policy(cli, a),
     }
 }

@@ -10,6 +10,7 @@
 mod atomic;
 pub mod check;
 mod error;
+pub mod forget;
 pub mod hitkeep;
 mod ingest;
 pub mod inuse;
@@ -19,6 +20,7 @@ pub mod reader;
 pub mod recover;
 pub mod repair;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod stats;
 mod store;

@@ -358,6 +358,20 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a snapshot's manifest (durably) and its catalog entry. Its
+    /// chunks stay in their packs until a prune.
+    pub(crate) fn remove_manifest(&self, id: SnapshotId) -> Result<()> {
+        let path = self.manifest_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&path),
+        }
+        atomic::sync_dir(&self.root.join("snapshots"))?;
+        self.index.remove_snapshot(id)?;
+        Ok(())
+    }
+
     /// A snapshot id for a snapshot starting at unix time `now`, unique and
     /// later than every existing one.
     pub(crate) fn next_snapshot_id(&self, now: i64) -> Result<SnapshotId> {
