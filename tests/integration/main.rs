@@ -8,6 +8,7 @@ mod crash;
 mod fault_injection;
 mod hitkeep_boundary;
 mod hitkeep_restore;
+mod lifecycle;
 mod live_capture;
 mod locking;
 mod repair;

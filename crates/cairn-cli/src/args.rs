@@ -66,6 +66,42 @@ pub enum Command {
     /// Show, set or clear the retention policy stored in the store (used
     /// by `forget` without rules, `snapshot --forget` and `list`).
     Policy(PolicyArgs),
+    /// Delete the data no snapshot needs: drop unused packs, rewrite packs
+    /// that are mostly unused. Snapshots can run meanwhile (the store lock
+    /// is taken only for the final sweep).
+    Prune(PruneArgs),
+}
+
+/// `prune` arguments.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Rewrite a pack when more than PERCENT of it is unused (0: every
+    /// pack with an unused chunk).
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    pub max_unused: f64,
+    /// Copy at most this many live bytes when rewriting packs (suffixes
+    /// K, M, G; packs with the most unused bytes go first).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_repack_bytes: Option<u64>,
+    /// Show the packs to delete and rewrite and the bytes to free; change
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses `512`, `64K`, `10M`, `2G` (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a byte count (like 512, 64K, 10M, 2G)"))
 }
 
 /// Retention rules (as restic's).

@@ -1,15 +1,18 @@
-//! `forget`, `policy`: parse the rules, call the engine, print the plan.
+//! `forget`, `policy`, `prune`: parse the options, call the engine, print
+//! the plan and what was done.
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 use cairn_store::forget;
+use cairn_store::format::PackId;
+use cairn_store::prune::{self, PackAction, PruneOptions, PrunePlan, PruneReport};
 use cairn_store::retention::{ForgetPlan, Period, Policy};
-use cairn_store::Store;
+use cairn_store::{LockOptions, Store, StoreFiles};
 use serde_json::json;
 
-use crate::args::{Cli, ForgetArgs, PolicyArgs, RetentionArgs};
-use crate::commands::{open, print_json};
+use crate::args::{Cli, ForgetArgs, PolicyArgs, PruneArgs, RetentionArgs};
+use crate::commands::{human, lock_options, open, print_json, store_path};
 
 fn policy_of(r: &RetentionArgs) -> Policy {
     let periods = [
@@ -147,4 +150,131 @@ pub fn kept_by(store: &Store) -> anyhow::Result<std::collections::BTreeMap<Strin
         out.insert(id.to_string(), "(forget)".into());
     }
     Ok(out)
+}
+
+pub fn prune(cli: &Cli, a: &PruneArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=100.0).contains(&a.max_unused) {
+        bail!(
+            "--max-unused {}: give a percentage from 0 to 100",
+            a.max_unused
+        );
+    }
+    let files = StoreFiles::open(store_path(cli)?)?;
+    let _prune_lock = prune::prune_lock(&files)?;
+    let opts = PruneOptions {
+        max_unused_percent: a.max_unused,
+        max_repack_bytes: a.max_repack_bytes,
+        ..PruneOptions::default()
+    };
+    let plan = prune::plan(&files, &opts)?;
+    let report = if a.dry_run {
+        None
+    } else {
+        Some(prune::execute(&files, &plan, &sweep_lock(cli)?)?)
+    };
+    print_prune(cli, &plan, report.as_ref());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store lock for a prune's final sweep: `--lock-wait`, or up to an
+/// hour by default (a snapshot running then finishes first).
+fn sweep_lock(cli: &Cli) -> anyhow::Result<LockOptions> {
+    let mut lock = lock_options(cli)?;
+    if lock.wait.is_zero() {
+        lock.wait = std::time::Duration::from_secs(3600);
+    }
+    Ok(lock)
+}
+
+fn print_prune(cli: &Cli, plan: &PrunePlan, report: Option<&PruneReport>) {
+    let ids = |v: &[PackId]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    if cli.json {
+        let mut v = json!({
+            "dry_run": report.is_none(),
+            "snapshots": plan.snapshots.len(),
+            "packs": plan.packs.len(),
+            "packs_to_delete": plan.count(PackAction::Delete),
+            "packs_to_rewrite": plan.count(PackAction::Rewrite),
+            "bytes_to_delete": plan.delete_bytes(),
+            "bytes_to_rewrite": plan.rewrite_bytes(),
+            "bytes_to_copy": plan.copy_bytes(),
+            "expected_freed": plan.expected_freed(),
+            "unused_before": plan.unused_now(),
+            "unused_after": plan.unused_after(),
+        });
+        if let Some(r) = report {
+            v["packs_deleted"] = json!(ids(&r.packs_deleted));
+            v["packs_written"] = json!(ids(&r.packs_written));
+            v["packs_spared"] = json!(ids(&r.packs_spared));
+            v["late_snapshots"] = json!(r
+                .late_snapshots
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>());
+            v["pack_bytes_before"] = json!(r.pack_bytes_before);
+            v["pack_bytes_after"] = json!(r.pack_bytes_after);
+            v["freed"] = json!(r.pack_bytes_before.saturating_sub(r.pack_bytes_after));
+        }
+        print_json(&v);
+        return;
+    }
+    if cli.quiet {
+        return;
+    }
+    println!(
+        "{} snapshots, {} packs ({} unused)",
+        plan.snapshots.len(),
+        plan.packs.len(),
+        human(plan.unused_now())
+    );
+    for p in &plan.packs {
+        let what = match p.action {
+            PackAction::Keep => continue,
+            PackAction::Delete => "delete ",
+            PackAction::Rewrite => "rewrite",
+        };
+        println!(
+            "  {what} {}  {} ({} live in {} chunks, {} unused)",
+            p.pack.short(),
+            human(p.len),
+            human(p.live_bytes),
+            p.live_chunks,
+            human(p.dead_bytes)
+        );
+    }
+    println!(
+        "{} {} packs ({}), {} {} packs ({}, copying {} live); frees about {}, leaves {} unused",
+        if report.is_some() {
+            "deleted"
+        } else {
+            "would delete"
+        },
+        plan.count(PackAction::Delete),
+        human(plan.delete_bytes()),
+        if report.is_some() {
+            "rewrote"
+        } else {
+            "would rewrite"
+        },
+        plan.count(PackAction::Rewrite),
+        human(plan.rewrite_bytes()),
+        human(plan.copy_bytes()),
+        human(plan.expected_freed()),
+        human(plan.unused_after()),
+    );
+    if let Some(r) = report {
+        if !r.late_snapshots.is_empty() {
+            println!(
+                "{} snapshots were taken during the prune; {} packs they need were kept",
+                r.late_snapshots.len(),
+                r.packs_spared.len()
+            );
+        }
+        println!(
+            "packs: {} -> {} (freed {})",
+            human(r.pack_bytes_before),
+            human(r.pack_bytes_after),
+            human(r.pack_bytes_before.saturating_sub(r.pack_bytes_after))
+        );
+    }
 }

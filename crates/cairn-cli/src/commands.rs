@@ -19,7 +19,7 @@ use crate::args::{
 };
 use crate::progress::Bar;
 
-fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
+pub fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
     match &cli.store {
         Some(p) => Ok(p),
         None => bail!("no store given: pass --store PATH or set CAIRN_STORE"),

@@ -40,5 +40,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(a) => cmd_repair::repair(cli, a),
         Command::Forget(a) => cmd_lifecycle::forget(cli, a),
         Command::Policy(a) => cmd_lifecycle::policy(cli, a),
+        Command::Prune(a) => cmd_lifecycle::prune(cli, a),
     }
 }

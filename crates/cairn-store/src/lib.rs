@@ -10,12 +10,14 @@
 mod atomic;
 pub mod check;
 mod error;
+mod files;
 pub mod forget;
 pub mod hitkeep;
 mod ingest;
 pub mod inuse;
 pub mod lock;
 mod packer;
+pub mod prune;
 pub mod reader;
 pub mod recover;
 pub mod repair;
@@ -28,6 +30,7 @@ mod tree;
 mod walk;
 
 pub use error::{Result, StoreError};
+pub use files::StoreFiles;
 pub use hitkeep::{ArchiveSpec, HitkeepPaths};
 pub use lock::{LockHolder, LockOptions};
 pub use restore::{RestoreOptions, RestorePlan, RestoreReport};
