@@ -387,3 +387,161 @@ fn prune_killed_at_random_points_keeps_every_kept_snapshot() {
         outcomes[0], outcomes[1]
     );
 }
+
+/// Every chunk of every pack, decompressed, concatenated with the raw pack
+/// bytes (so a marker is found whether its frame is compressed or not).
+fn unpacked_store(store: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in fs::read_dir(store.join("packs")).unwrap() {
+        let bytes = fs::read(e.unwrap().path()).unwrap();
+        let trailer = cairn_format::pack::parse_pack(&bytes).unwrap();
+        let mut last = None;
+        for entry in &trailer.entries {
+            if last == Some(entry.frame_offset) {
+                continue;
+            }
+            last = Some(entry.frame_offset);
+            let start = entry.frame_offset as usize;
+            let frame = &bytes[start..start + entry.frame_len as usize];
+            all.extend_from_slice(&cairn_format::pack::decode_frame(frame).unwrap());
+        }
+        all.extend_from_slice(&bytes);
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `purge-tenant`: a tenant whose database (and one of its sites' assets)
+/// carries a unique marker is removed from every snapshot. Afterwards no
+/// pack, decompressed, holds the marker; every snapshot restores to what
+/// it was minus that tenant's files; no snapshot lists a path of it; the
+/// report says it verified this; and the store checks clean.
+#[test]
+fn purge_tenant_leaves_no_trace_of_the_tenant_in_any_pack() {
+    if !have_duckdb() {
+        eprintln!("skipped: python3 with duckdb not available");
+        return;
+    }
+    let s = Scratch::new();
+    let data = s.path("data");
+    tiny_data_path(&data);
+    // The tenant with archives of its own (so its sites are known).
+    let tenant = fs::read_dir(data.join("archive/tenants"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let sites: Vec<String> = fs::read_dir(data.join(format!("archive/tenants/{tenant}/sites")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let site = sites[0].clone();
+    let marker = b"CAIRN-GDPR-MARKER-7f3a9c1e-only-in-this-tenant";
+    let db = data.join(format!("tenants/{tenant}/hitkeep.db"));
+    let py = format!(
+        "import duckdb\nc = duckdb.connect({db:?})\nc.execute(\"PRAGMA force_compression='uncompressed'\")\nc.execute(\"CREATE TABLE gdpr_marker AS SELECT '{}' || range AS m FROM range(50)\")\nc.execute('CHECKPOINT')\nc.close()\n",
+        std::str::from_utf8(marker).unwrap(),
+        db = db.to_str().unwrap()
+    );
+    let st = Command::new("python3").arg("-c").arg(&py).status().unwrap();
+    assert!(st.success());
+    assert!(
+        contains(&fs::read(&db).unwrap(), marker),
+        "marker in the db file"
+    );
+    let asset = data.join(format!("assets/qr-codes/{site}/q/marker.png"));
+    fs::create_dir_all(asset.parent().unwrap()).unwrap();
+    let mut asset_bytes = SeededRng(3).bytes(9000);
+    asset_bytes.extend_from_slice(marker);
+    fs::write(&asset, &asset_bytes).unwrap();
+
+    s.ok(&["init"]);
+    let mut digests = BTreeMap::new();
+    for round in 0..3u32 {
+        if round > 0 {
+            gen(&[
+                "age",
+                data.to_str().unwrap(),
+                "--hours",
+                "2",
+                "--seed",
+                &round.to_string(),
+            ]);
+        }
+        let id = snapshot_id(&s, &data);
+        digests.insert(id, tree_digest(&data));
+    }
+    assert!(
+        contains(&unpacked_store(&s.store()), marker),
+        "the marker is in the packs before"
+    );
+
+    let dry = parse_json(&s.ok(&["--json", "purge-tenant", &tenant, "--dry-run"]));
+    assert_eq!(dry["snapshots"].as_array().unwrap().len(), 3, "{dry}");
+    assert!(
+        dry["sites"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(site)),
+        "{dry}"
+    );
+    assert!(
+        contains(&unpacked_store(&s.store()), marker),
+        "a dry run changed nothing"
+    );
+
+    let out = parse_json(&s.ok(&["--json", "purge-tenant", &tenant]));
+    assert_eq!(out["verified"], serde_json::json!(true), "{out}");
+    assert_eq!(out["snapshots"].as_array().unwrap().len(), 3, "{out}");
+    assert!(out["bytes_removed"].as_u64().unwrap() > 0, "{out}");
+    let report = fs::read_to_string(out["report"].as_str().unwrap()).unwrap();
+    assert!(report.contains("verified: read the trailers"), "{report}");
+    assert!(
+        report.contains(&format!("tenants/{tenant}/hitkeep.db")),
+        "{report}"
+    );
+
+    assert!(
+        !contains(&unpacked_store(&s.store()), marker),
+        "the marker is gone from every pack"
+    );
+    let owned = |p: &Path| {
+        p.components().any(|c| {
+            let c = c.as_os_str().to_str().unwrap();
+            c == tenant || sites.iter().any(|s| s == c)
+        })
+    };
+    let new_ids = snapshot_ids(&s);
+    assert_eq!(new_ids.len(), 3);
+    for (old_id, new_id) in digests.keys().zip(&new_ids) {
+        assert_ne!(old_id, new_id, "a rewritten snapshot has a new id");
+        let listing = s.ok(&["ls", new_id]);
+        assert!(
+            !listing.contains(&tenant),
+            "snapshot {new_id} lists the tenant"
+        );
+        let dir = s.path(&format!("r-{new_id}"));
+        restore_to(&s, new_id, &dir);
+        let restored = tree_digest(&dir);
+        let expected: Digest = digests[old_id]
+            .iter()
+            .filter(|(p, v)| v.0 == "file" && !owned(p))
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect();
+        let restored_files: Digest = restored
+            .into_iter()
+            .filter(|(_, v)| v.0 == "file")
+            .collect();
+        assert_eq!(restored_files, expected, "snapshot {new_id} (was {old_id})");
+    }
+    s.ok(&["check", "--read-data"]);
+    // Purging again finds nothing.
+    let again = s.ok(&["purge-tenant", &tenant]);
+    assert!(again.contains("nothing to do"), "{again}");
+}

@@ -70,6 +70,26 @@ pub enum Command {
     /// that are mostly unused. Snapshots can run meanwhile (the store lock
     /// is taken only for the final sweep).
     Prune(PruneArgs),
+    /// Remove a HitKeep tenant from every snapshot, physically: rewrite
+    /// the snapshots without its database, WAL, archives and its sites'
+    /// assets and imports, prune the packs that held them, prove none of
+    /// its chunks is left, and store a report under STORE/purges/.
+    PurgeTenant(PurgeTenantArgs),
+}
+
+/// `purge-tenant` arguments.
+#[derive(Args, Debug)]
+pub struct PurgeTenantArgs {
+    /// The tenant's uuid (its directory name under `tenants/`).
+    pub tenant: String,
+    /// A site of the tenant (repeatable), added to those the snapshots
+    /// name for it; needed for the default tenant's flat-layout archives,
+    /// whose owner cairn cannot tell.
+    #[arg(long = "site", value_name = "SITE")]
+    pub sites: Vec<String>,
+    /// Show the snapshots and files that would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `prune` arguments.

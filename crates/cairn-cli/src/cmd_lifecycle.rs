@@ -1,5 +1,5 @@
-//! `forget`, `policy`, `prune`: parse the options, call the engine, print
-//! the plan and what was done.
+//! `forget`, `policy`, `prune`, `purge-tenant`: parse the options, call
+//! the engine, print the plan and what was done.
 
 use std::process::ExitCode;
 
@@ -7,11 +7,12 @@ use anyhow::bail;
 use cairn_store::forget;
 use cairn_store::format::PackId;
 use cairn_store::prune::{self, PackAction, PruneOptions, PrunePlan, PruneReport};
+use cairn_store::purge::{self, PurgePlan, PurgeProof};
 use cairn_store::retention::{ForgetPlan, Period, Policy};
 use cairn_store::{LockOptions, Store, StoreFiles};
 use serde_json::json;
 
-use crate::args::{Cli, ForgetArgs, PolicyArgs, PruneArgs, RetentionArgs};
+use crate::args::{Cli, ForgetArgs, PolicyArgs, PruneArgs, PurgeTenantArgs, RetentionArgs};
 use crate::commands::{human, lock_options, open, print_json, store_path};
 
 fn policy_of(r: &RetentionArgs) -> Policy {
@@ -277,4 +278,195 @@ fn print_prune(cli: &Cli, plan: &PrunePlan, report: Option<&PruneReport>) {
             human(r.pack_bytes_before.saturating_sub(r.pack_bytes_after))
         );
     }
+}
+
+pub fn purge_tenant(cli: &Cli, a: &PurgeTenantArgs) -> anyhow::Result<ExitCode> {
+    let files = StoreFiles::open(store_path(cli)?)?;
+    let _prune_lock = prune::prune_lock(&files)?;
+    let started = now();
+    let mut plan = {
+        let store = open(cli)?;
+        let mut plan = purge::plan(&store, &a.tenant, &a.sites)?;
+        if plan.snapshots.is_empty() && plan.resumed.is_empty() {
+            if cli.json {
+                print_json(&json!({ "tenant": a.tenant, "snapshots": [] }));
+            } else if !cli.quiet {
+                println!("no snapshot holds tenant {}; nothing to do", a.tenant);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if a.dry_run {
+            print_purge_plan(cli, &plan);
+            return Ok(ExitCode::SUCCESS);
+        }
+        purge::rewrite(&store, &mut plan)?;
+        plan
+    };
+    let (report, proof) = purge::prune_and_prove(&files, &plan, &sweep_lock(cli)?)?;
+    let text = purge_report_text(&plan, &report, &proof, started);
+    let path = {
+        let store = open(cli)?;
+        let name = format!("{}-{}", cairn_store::format::SnapshotId(started), a.tenant);
+        store.write_report("purges", &name, &text)?
+    };
+    plan.snapshots.sort_by_key(|s| s.old);
+    if cli.json {
+        print_json(&json!({
+            "tenant": plan.target.tenant,
+            "sites": plan.target.sites,
+            "snapshots": plan.snapshots.iter().map(|s| json!({
+                "old": s.old.to_string(),
+                "new": s.new.map(|n| n.to_string()),
+                "files_dropped": s.dropped.len(),
+                "bytes_dropped": s.dropped.iter().map(|d| d.size).sum::<u64>(),
+            })).collect::<Vec<_>>(),
+            "resumed": plan.resumed.iter().map(|(o, n)| json!({"old": o.to_string(), "new": n.to_string()})).collect::<Vec<_>>(),
+            "packs_deleted": report.packs_deleted.len(),
+            "packs_written": report.packs_written.len(),
+            "pack_bytes_before": report.pack_bytes_before,
+            "pack_bytes_after": report.pack_bytes_after,
+            "bytes_removed": report.pack_bytes_before.saturating_sub(report.pack_bytes_after),
+            "tenant_chunks": proof.tenant_chunks,
+            "shared_chunks": proof.shared_chunks,
+            "packs_read": proof.packs_read,
+            "still_stored": proof.still_stored.len(),
+            "verified": proof.still_stored.is_empty(),
+            "report": path.display().to_string(),
+        }));
+    } else if !cli.quiet {
+        print!("{text}");
+        println!("report stored at {}", path.display());
+    }
+    if proof.still_stored.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!(
+            "purge of tenant {} is not complete: {} of its chunks are still in packs (see {})",
+            a.tenant,
+            proof.still_stored.len(),
+            path.display()
+        )
+    }
+}
+
+fn print_purge_plan(cli: &Cli, plan: &PurgePlan) {
+    if cli.json {
+        print_json(&json!({
+            "dry_run": true,
+            "tenant": plan.target.tenant,
+            "sites": plan.target.sites,
+            "snapshots": plan.snapshots.iter().map(|s| json!({
+                "old": s.old.to_string(),
+                "files": s.dropped.iter().map(|d| json!({"root": d.root, "path": d.path, "size": d.size})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "tenant_chunks": plan.tenant_chunks().len(),
+        }));
+        return;
+    }
+    println!(
+        "tenant {} (sites: {})",
+        plan.target.tenant,
+        plan.target
+            .sites
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for s in &plan.snapshots {
+        println!("would rewrite snapshot {} without:", s.old);
+        for d in &s.dropped {
+            println!("  {}/{} ({})", d.root, d.path, human(d.size));
+        }
+    }
+    println!(
+        "{} snapshots would be rewritten; {} chunks referenced by the tenant (dry run: nothing changed)",
+        plan.snapshots.len(),
+        plan.tenant_chunks().len()
+    );
+}
+
+fn purge_report_text(
+    plan: &PurgePlan,
+    r: &PruneReport,
+    proof: &PurgeProof,
+    started: i64,
+) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(t, "cairn purge-tenant report");
+    let _ = writeln!(t, "tenant: {}", plan.target.tenant);
+    let sites: Vec<_> = plan.target.sites.iter().cloned().collect();
+    let _ = writeln!(
+        t,
+        "sites: {}",
+        if sites.is_empty() {
+            "-".into()
+        } else {
+            sites.join(", ")
+        }
+    );
+    let _ = writeln!(
+        t,
+        "started: {}  finished: {}",
+        cairn_store::format::SnapshotId(started),
+        cairn_store::format::SnapshotId(now())
+    );
+    let _ = writeln!(
+        t,
+        "snapshots rewritten: {}",
+        plan.snapshots.len() + plan.resumed.len()
+    );
+    for s in &plan.snapshots {
+        let new = s.new.map_or("-".into(), |n| n.to_string());
+        let bytes: u64 = s.dropped.iter().map(|d| d.size).sum();
+        let _ = writeln!(
+            t,
+            "  {} -> {}: {} files dropped ({})",
+            s.old,
+            new,
+            s.dropped.len(),
+            human(bytes)
+        );
+        for d in &s.dropped {
+            let _ = writeln!(t, "    {}/{} ({})", d.root, d.path, human(d.size));
+        }
+    }
+    for (old, new) in &plan.resumed {
+        let _ = writeln!(
+            t,
+            "  {old} -> {new}: rewritten by an earlier, interrupted purge"
+        );
+    }
+    let _ = writeln!(
+        t,
+        "packs: {} deleted, {} written; pack bytes {} -> {} ({} physically removed)",
+        r.packs_deleted.len(),
+        r.packs_written.len(),
+        r.pack_bytes_before,
+        r.pack_bytes_after,
+        r.pack_bytes_before.saturating_sub(r.pack_bytes_after)
+    );
+    let _ = writeln!(
+        t,
+        "tenant chunks: {} ({} also used by remaining snapshots, kept)",
+        proof.tenant_chunks, proof.shared_chunks
+    );
+    if proof.still_stored.is_empty() {
+        let _ = writeln!(
+            t,
+            "verified: read the trailers of all {} packs; no pack holds a chunk referenced only by tenant {}",
+            proof.packs_read, plan.target.tenant
+        );
+    } else {
+        let _ = writeln!(
+            t,
+            "NOT VERIFIED: {} chunks referenced only by the tenant are still stored:",
+            proof.still_stored.len()
+        );
+        for (pack, chunk) in &proof.still_stored {
+            let _ = writeln!(t, "  pack {pack}: chunk {chunk}");
+        }
+    }
+    t
 }

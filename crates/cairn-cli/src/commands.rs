@@ -617,6 +617,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
             "logical_bytes": s.logical_bytes,
             "stored_bytes": s.stored_bytes,
             "dedup_ratio": s.dedup_ratio,
+            "reclaimable_bytes": s.reclaimable_bytes,
             "packs": s.packs,
             "chunks": s.chunks,
             "snapshots": s.snapshots.iter().map(|l| json!({
@@ -630,6 +631,15 @@ pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
     println!("logical size:  {}", human(s.logical_bytes));
     println!("stored size:   {}", human(s.stored_bytes));
     println!("dedup ratio:   {:.1}x", s.dedup_ratio);
+    match s.reclaimable_bytes {
+        Some(n) => println!(
+            "reclaimable:   {} (unused by every snapshot; `cairn prune` frees it)",
+            human(n)
+        ),
+        None => println!(
+            "reclaimable:   unknown (a snapshot cannot be read in full; run `cairn check`)"
+        ),
+    }
     println!("packs, chunks: {}, {}", s.packs, s.chunks);
     println!();
     println!(

@@ -41,5 +41,6 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Forget(a) => cmd_lifecycle::forget(cli, a),
         Command::Policy(a) => cmd_lifecycle::policy(cli, a),
         Command::Prune(a) => cmd_lifecycle::prune(cli, a),
+        Command::PurgeTenant(a) => cmd_lifecycle::purge_tenant(cli, a),
     }
 }

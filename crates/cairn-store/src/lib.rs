@@ -18,6 +18,7 @@ pub mod inuse;
 pub mod lock;
 mod packer;
 pub mod prune;
+pub mod purge;
 pub mod reader;
 pub mod recover;
 pub mod repair;

@@ -195,9 +195,5 @@ pub fn execute(store: &Store, plan: &RepairPlan) -> Result<Vec<PackId>> {
 
 /// Stores a repair report as `STORE/repairs/<name>.txt`, atomically.
 pub fn write_report(store: &Store, name: &str, text: &str) -> Result<std::path::PathBuf> {
-    let dir = store.root().join("repairs");
-    fs::create_dir_all(&dir).at(&dir)?;
-    let dest = dir.join(format!("{name}.txt"));
-    atomic::write_file(&store.root().join("tmp"), &dest, text.as_bytes(), true)?;
-    Ok(dest)
+    store.write_report("repairs", name, text)
 }

@@ -296,6 +296,16 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a report as `STORE/<kind>/<name>.txt` (`repairs`,
+    /// `purges`), atomically.
+    pub fn write_report(&self, kind: &str, name: &str, text: &str) -> Result<PathBuf> {
+        let dir = self.root().join(kind);
+        fs::create_dir_all(&dir).at(&dir)?;
+        let dest = dir.join(format!("{name}.txt"));
+        atomic::write_file(&self.tmp_dir(), &dest, text.as_bytes(), true)?;
+        Ok(dest)
+    }
+
     /// A snapshot id for a snapshot starting at unix time `now`, unique and
     /// later than every existing one.
     pub(crate) fn next_snapshot_id(&self, now: i64) -> Result<SnapshotId> {
