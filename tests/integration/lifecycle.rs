@@ -22,6 +22,19 @@ fn env_count(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Ages a generated data path by `hours` of simulated traffic.
+fn age(data: &Path, hours: u32, seed: u32) {
+    let (hours, seed) = (hours.to_string(), seed.to_string());
+    gen(&[
+        "age",
+        data.to_str().unwrap(),
+        "--hours",
+        &hours,
+        "--seed",
+        &seed,
+    ]);
+}
+
 fn snapshot_id(s: &Scratch, data: &Path) -> String {
     s.snapshot(data)["id"].as_str().unwrap().to_string()
 }
@@ -53,14 +66,7 @@ fn forget_and_prune_free_what_only_forgotten_snapshots_used() {
     let mut digests = BTreeMap::new();
     for round in 0..6u32 {
         if round > 0 {
-            gen(&[
-                "age",
-                data.to_str().unwrap(),
-                "--hours",
-                "2",
-                "--seed",
-                &round.to_string(),
-            ]);
+            age(&data, 2, round);
         }
         if round == 2 {
             random_file(&data.join("imports/big/upload.bin"), &mut rng, 3 << 20);
@@ -292,14 +298,7 @@ fn prune_killed_at_random_points_keeps_every_kept_snapshot() {
     let mut rng = SeededRng(seed);
     for round in 0..5u32 {
         if round > 0 {
-            gen(&[
-                "age",
-                data.to_str().unwrap(),
-                "--hours",
-                "3",
-                "--seed",
-                &round.to_string(),
-            ]);
+            age(&data, 3, round);
         }
         random_file(
             &data.join(format!("imports/s/r{round}.bin")),
@@ -465,14 +464,7 @@ fn purge_tenant_leaves_no_trace_of_the_tenant_in_any_pack() {
     let mut digests = BTreeMap::new();
     for round in 0..3u32 {
         if round > 0 {
-            gen(&[
-                "age",
-                data.to_str().unwrap(),
-                "--hours",
-                "2",
-                "--seed",
-                &round.to_string(),
-            ]);
+            age(&data, 2, round);
         }
         let id = snapshot_id(&s, &data);
         digests.insert(id, tree_digest(&data));

@@ -9,15 +9,16 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::BufWriter;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder};
+use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder, PackTrailer};
 use cairn_format::{ChunkId, ChunkList, FileContent, PackId};
 
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result};
+use crate::files::StoreFiles;
 use crate::store::Store;
 
 struct OpenPack {
@@ -40,6 +41,28 @@ pub(crate) struct SinkCounters {
     pub new_meta_bytes: AtomicU64,
     pub pack_bytes: AtomicU64,
     pub packs: AtomicU64,
+}
+
+/// Finishes a pack built into the temp file `temp`: trailer, fsync, then
+/// renamed into `packs/` (and the directory fsynced). If a pack with the
+/// same bytes is there already, the temp is dropped and `placed` is false.
+/// Returns (id, trailer, length, placed).
+pub(crate) fn seal_pack(
+    files: &StoreFiles,
+    builder: PackBuilder<BufWriter<File>>,
+    temp: &Path,
+) -> Result<(PackId, PackTrailer, u64, bool)> {
+    let (id, trailer, len, w) = builder.finish().at(temp)?;
+    let f = w.into_inner().map_err(|e| e.into_error()).at(temp)?;
+    f.sync_all().at(temp)?;
+    drop(f);
+    let dest = files.pack_path(&id);
+    if dest.exists() {
+        let _ = fs::remove_file(temp);
+        return Ok((id, trailer, len, false));
+    }
+    atomic::commit(temp, &dest, true)?;
+    Ok((id, trailer, len, true))
 }
 
 /// Deduplicating chunk sink for one run.
@@ -203,18 +226,10 @@ impl<'s> ChunkSink<'s> {
 
     /// Finishes a pack: trailer, fsync, rename, dir fsync, then index.
     fn seal(&self, open: OpenPack) -> Result<()> {
-        let temp = open.temp;
-        let (id, trailer, len, w) = open.builder.finish().at(&temp)?;
-        let f = w.into_inner().map_err(|e| e.into_error()).at(&temp)?;
-        f.sync_all().at(&temp)?;
-        drop(f);
-        let dest = self.store.pack_path(&id);
-        if dest.exists() {
-            // The same pack bytes exist already (identical content): not
-            // ours to remove if this run is abandoned.
-            let _ = fs::remove_file(&temp);
-        } else {
-            atomic::commit(&temp, &dest, true)?;
+        let (id, trailer, len, placed) = seal_pack(self.store.files(), open.builder, &open.temp)?;
+        // A pack whose bytes existed already is not ours to remove if this
+        // run is abandoned.
+        if placed {
             self.counters.pack_bytes.fetch_add(len, Ordering::Relaxed);
             self.counters.packs.fetch_add(1, Ordering::Relaxed);
             self.sealed.lock().expect("sealed lock").push(id);

@@ -50,6 +50,7 @@ use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::files::StoreFiles;
 use crate::lock::LockOptions;
+use crate::packer::seal_pack;
 use crate::reader::{ChunkLocator, ChunkReader, FrameCache};
 use crate::store::Store;
 use crate::tree::{load_list_node, load_tree};
@@ -467,16 +468,7 @@ impl PackRewriter<'_> {
         let Some((b, temp)) = self.open.take() else {
             return Ok(());
         };
-        let (id, _, _, w) = b.finish().at(&temp)?;
-        let f = w.into_inner().map_err(|e| e.into_error()).at(&temp)?;
-        f.sync_all().at(&temp)?;
-        drop(f);
-        let dest = self.files.pack_path(&id);
-        if dest.exists() {
-            let _ = fs::remove_file(&temp);
-        } else {
-            atomic::commit(&temp, &dest, true)?;
-        }
+        let (id, ..) = seal_pack(self.files, b, &temp)?;
         self.written.push(id);
         Ok(())
     }

@@ -27,6 +27,7 @@ use cairn_format::{ChunkId, PackId};
 
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result};
+use crate::packer::seal_pack;
 use crate::store::Store;
 
 /// What repair will do to one damaged pack.
@@ -160,11 +161,7 @@ pub fn execute(store: &Store, plan: &RepairPlan) -> Result<Vec<PackId>> {
                 b.add_frame(frame, chunks).at(&temp)?;
                 kept.extend(chunks.iter().map(|c| c.0));
             }
-            let (id, trailer, len, w) = b.finish().at(&temp)?;
-            let f = w.into_inner().map_err(|e| e.into_error()).at(&temp)?;
-            f.sync_all().at(&temp)?;
-            drop(f);
-            atomic::commit(&temp, &store.pack_path(&id), true)?;
+            let (id, trailer, len, _) = seal_pack(store.files(), b, &temp)?;
             store.index().add_pack(id, len, &trailer.entries)?;
             written.push(id);
         }
