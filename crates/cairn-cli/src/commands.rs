@@ -80,6 +80,14 @@ fn open_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
     if let Some(why) = &sync.recreated {
         eprintln!("cairn: warning: the index could not be opened ({why}); it was recreated from packs and manifests");
     }
+    if !sync.vanished_packs.is_empty() {
+        let names: Vec<String> = sync.vanished_packs.iter().map(|p| p.to_string()).collect();
+        eprintln!(
+            "cairn: warning: {} indexed packs are gone or changed size, so the index was rebuilt: {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     for (pack, why) in &sync.unreadable_packs {
         eprintln!("cairn: warning: pack {pack} is unreadable and was left out of the index: {why}");
     }

@@ -35,6 +35,9 @@ pub struct IndexSync {
     pub snapshots_dropped: usize,
     /// Packs whose trailer could not be read (left out of the index).
     pub unreadable_packs: Vec<(PackId, String)>,
+    /// Packs the index listed that are gone from disk or changed size
+    /// (the reason for a rebuild).
+    pub vanished_packs: Vec<PackId>,
     /// The index could not be opened and was recreated; why.
     pub recreated: Option<String>,
 }
@@ -212,8 +215,12 @@ impl Store {
         };
         let on_disk = self.pack_files()?;
         let mut indexed: BTreeMap<PackId, u64> = self.index.packs()?.into_iter().collect();
-        let vanished = indexed.iter().any(|(id, len)| on_disk.get(id) != Some(len));
-        if vanished && !from_scratch {
+        report.vanished_packs = indexed
+            .iter()
+            .filter(|(id, len)| on_disk.get(*id) != Some(*len))
+            .map(|(id, _)| *id)
+            .collect();
+        if !report.vanished_packs.is_empty() && !from_scratch {
             self.index.clear()?;
             report.rebuilt = true;
             indexed.clear();
