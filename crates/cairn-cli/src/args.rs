@@ -128,22 +128,22 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 #[derive(Args, Debug, Default, Clone)]
 pub struct RetentionArgs {
     /// Keep the N newest snapshots.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_last: Option<u32>,
     /// Keep the newest snapshot of each of the N newest hours (UTC).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_hourly: Option<u32>,
     /// Keep the newest snapshot of each of the N newest days (UTC).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_daily: Option<u32>,
     /// Keep the newest snapshot of each of the N newest ISO weeks.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_weekly: Option<u32>,
     /// Keep the newest snapshot of each of the N newest months.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_monthly: Option<u32>,
     /// Keep the newest snapshot of each of the N newest years.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_yearly: Option<u32>,
     /// Keep every snapshot taken within DURATION of the newest one
     /// (units y, m = 30 days, w, d, h: `7d`, `1y6m`).

@@ -287,14 +287,6 @@ pub fn purge_tenant(cli: &Cli, a: &PurgeTenantArgs) -> anyhow::Result<ExitCode> 
     let mut plan = {
         let store = open(cli)?;
         let mut plan = purge::plan(&store, &a.tenant, &a.sites)?;
-        if plan.snapshots.is_empty() && plan.resumed.is_empty() {
-            if cli.json {
-                print_json(&json!({ "tenant": a.tenant, "snapshots": [] }));
-            } else if !cli.quiet {
-                println!("no snapshot holds tenant {}; nothing to do", a.tenant);
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
         if a.dry_run {
             print_purge_plan(cli, &plan);
             return Ok(ExitCode::SUCCESS);
@@ -302,12 +294,24 @@ pub fn purge_tenant(cli: &Cli, a: &PurgeTenantArgs) -> anyhow::Result<ExitCode> 
         purge::rewrite(&store, &mut plan)?;
         plan
     };
-    let (report, proof) = purge::prune_and_prove(&files, &plan, &sweep_lock(cli)?)?;
-    let text = purge_report_text(&plan, &report, &proof, started);
+    // Even when no snapshot holds the tenant (any more), the prune and the
+    // proof run: they finish a purge that was interrupted.
+    let (report, mut proof) = purge::prune_and_prove(&files, &plan, &sweep_lock(cli)?)?;
     let path = {
         let store = open(cli)?;
+        let again = purge::plan(&store, &a.tenant, &a.sites)?;
+        proof.snapshots_holding = again.snapshots.iter().map(|s| s.old).collect();
+        proof
+            .snapshots_holding
+            .extend(again.resumed.iter().map(|(old, _)| *old));
+        let text = purge_report_text(&plan, &report, &proof, started);
         let name = format!("{}-{}", cairn_store::format::SnapshotId(started), a.tenant);
-        store.write_report("purges", &name, &text)?
+        let path = store.write_report("purges", &name, &text)?;
+        if !cli.json && !cli.quiet {
+            print!("{text}");
+            println!("report stored at {}", path.display());
+        }
+        path
     };
     plan.snapshots.sort_by_key(|s| s.old);
     if cli.json {
@@ -330,20 +334,19 @@ pub fn purge_tenant(cli: &Cli, a: &PurgeTenantArgs) -> anyhow::Result<ExitCode> 
             "shared_chunks": proof.shared_chunks,
             "packs_read": proof.packs_read,
             "still_stored": proof.still_stored.len(),
-            "verified": proof.still_stored.is_empty(),
+            "snapshots_holding": proof.snapshots_holding.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            "verified": proof.verified(),
             "report": path.display().to_string(),
         }));
-    } else if !cli.quiet {
-        print!("{text}");
-        println!("report stored at {}", path.display());
     }
-    if proof.still_stored.is_empty() {
+    if proof.verified() {
         Ok(ExitCode::SUCCESS)
     } else {
         bail!(
-            "purge of tenant {} is not complete: {} of its chunks are still in packs (see {})",
+            "purge of tenant {} is not complete ({} unreferenced chunks still stored, {} snapshots still hold it); see {}",
             a.tenant,
             proof.still_stored.len(),
+            proof.snapshots_holding.len(),
             path.display()
         )
     }
@@ -452,20 +455,25 @@ fn purge_report_text(
         "tenant chunks: {} ({} also used by remaining snapshots, kept)",
         proof.tenant_chunks, proof.shared_chunks
     );
-    if proof.still_stored.is_empty() {
+    if proof.verified() {
         let _ = writeln!(
             t,
-            "verified: read the trailers of all {} packs; no pack holds a chunk referenced only by tenant {}",
+            "verified: read the trailers of all {} packs; no pack holds a chunk that no remaining snapshot references, and no snapshot holds a file of tenant {}",
             proof.packs_read, plan.target.tenant
         );
     } else {
         let _ = writeln!(
             t,
-            "NOT VERIFIED: {} chunks referenced only by the tenant are still stored:",
-            proof.still_stored.len()
+            "NOT VERIFIED: {} unreferenced chunks are still stored ({} of them the tenant's); {} snapshots still hold the tenant",
+            proof.still_stored.len(),
+            proof.tenant_still_stored,
+            proof.snapshots_holding.len()
         );
         for (pack, chunk) in &proof.still_stored {
             let _ = writeln!(t, "  pack {pack}: chunk {chunk}");
+        }
+        for s in &proof.snapshots_holding {
+            let _ = writeln!(t, "  snapshot {s} still holds files of the tenant");
         }
     }
     t

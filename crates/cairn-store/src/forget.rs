@@ -51,6 +51,11 @@ pub fn plan(store: &Store, policy: &Policy, now: i64) -> Result<ForgetPlan> {
                 .into(),
         ));
     }
+    if policy.has_zero_count() {
+        return Err(StoreError::Usage(
+            "a keep count of 0 is refused (it would keep nothing); to remove every snapshot use --max-age".into(),
+        ));
+    }
     let ids: Vec<_> = store.manifest_ids()?.into_iter().collect();
     Ok(policy.plan(&ids, now))
 }

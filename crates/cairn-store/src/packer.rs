@@ -75,6 +75,8 @@ pub(crate) struct ChunkSink<'s> {
     /// Packs this run created (ids only: their entries are re-read from
     /// the trailer if the run is abandoned, so memory does not grow with data).
     sealed: Mutex<Vec<PackId>>,
+    /// Whole-file records reached the index (they name this run's chunks).
+    records_written: std::sync::atomic::AtomicBool,
     pub counters: SinkCounters,
 }
 
@@ -87,6 +89,7 @@ impl<'s> ChunkSink<'s> {
             meta: Mutex::new((None, MetaFrame::default())),
             files: Mutex::new(Vec::new()),
             sealed: Mutex::new(Vec::new()),
+            records_written: Default::default(),
             counters: SinkCounters::default(),
         }
     }
@@ -256,6 +259,7 @@ impl<'s> ChunkSink<'s> {
             self.seal(open)?;
         }
         for (hash, rec) in self.files.lock().expect("files lock").drain(..) {
+            self.records_written.store(true, Ordering::Relaxed);
             self.store.index().put_file(&hash, &rec)?;
         }
         self.store.index().flush()?;
@@ -266,6 +270,11 @@ impl<'s> ChunkSink<'s> {
     /// sealed by this run are removed from the index and deleted, so the
     /// store is as it was.
     pub fn abandon(&self) {
+        // Records written by `finish` name chunks of the packs removed
+        // below; they go too (all of them: records are only a shortcut).
+        if self.records_written.load(Ordering::Relaxed) {
+            let _ = self.store.index().forget_files();
+        }
         let sealed = std::mem::take(&mut *self.sealed.lock().unwrap_or_else(|e| e.into_inner()));
         for id in sealed {
             let Ok(trailer) = self.store.read_trailer(&id) else {

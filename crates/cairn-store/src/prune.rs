@@ -37,7 +37,7 @@
 //! but no longer indexed is indexed again by the next open, and swept by
 //! the next prune).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -127,11 +127,20 @@ impl Catalog {
         let mut packs = Vec::new();
         let mut home = HashMap::new();
         for (id, len) in files.pack_files()? {
-            let trailer = files.read_trailer(&id).map_err(|e| {
-                StoreError::Usage(format!(
-                    "prune stopped: pack {id} is unreadable ({e}); run `cairn check` and `cairn repair` first"
-                ))
-            })?;
+            let trailer = match files.read_trailer(&id) {
+                Ok(t) => t,
+                // Removed since the listing (an abandoned run's pack).
+                Err(StoreError::Io { cause, .. })
+                    if cause.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    return Err(StoreError::Usage(format!(
+                        "prune stopped: pack {id} is unreadable ({e}); run `cairn check` and `cairn repair` first"
+                    )))
+                }
+            };
             let p = packs.len() as u32;
             for (i, e) in trailer.entries.iter().enumerate() {
                 home.entry(e.id).or_insert((p, i as u32));
@@ -265,8 +274,9 @@ impl LiveSet {
 
 /// The prune plan: what each pack becomes.
 pub struct PrunePlan {
-    /// The snapshots whose chunks were marked.
-    pub snapshots: BTreeSet<SnapshotId>,
+    /// The snapshots whose chunks were marked, with a digest of each
+    /// manifest (a later manifest under a reused id counts as new).
+    pub snapshots: BTreeMap<SnapshotId, [u8; 32]>,
     /// Every pack, with its use and action.
     pub packs: Vec<PackUsage>,
     catalog: Catalog,
@@ -346,12 +356,15 @@ fn entry_shares(entries: &[PackEntry]) -> Vec<u64> {
 
 /// Plans a prune of the store at `files` (no store lock needed).
 pub fn plan(files: &StoreFiles, opts: &PruneOptions) -> Result<PrunePlan> {
+    // Manifests first: one written after this listing is marked in the
+    // sweep, while every pack a listed one needs is already on disk.
+    let ids = files.manifest_ids()?;
     let catalog = Catalog::read(files)?;
     let mut live = LiveSet::default();
-    let mut snapshots = BTreeSet::new();
+    let mut snapshots = BTreeMap::new();
     {
         let reader = ChunkReader::with_locator(files, &catalog);
-        for id in files.manifest_ids()? {
+        for id in ids {
             let m = match files.load_manifest(id) {
                 Ok(m) => m,
                 // Forgotten since it was listed.
@@ -359,7 +372,7 @@ pub fn plan(files: &StoreFiles, opts: &PruneOptions) -> Result<PrunePlan> {
                 Err(e) => return Err(e),
             };
             live.mark(&reader, &m).map_err(|e| stopped(id, e))?;
-            snapshots.insert(id);
+            snapshots.insert(id, manifest_digest(&m)?);
         }
     }
     let mut packs = Vec::new();
@@ -392,6 +405,11 @@ pub fn plan(files: &StoreFiles, opts: &PruneOptions) -> Result<PrunePlan> {
         catalog,
         live,
     })
+}
+
+fn manifest_digest(m: &Manifest) -> Result<[u8; 32]> {
+    let bytes = m.encode().what(format!("snapshot {}", m.id))?;
+    Ok(*blake3::hash(&bytes).as_bytes())
 }
 
 fn stopped(id: SnapshotId, e: StoreError) -> StoreError {
@@ -630,10 +648,10 @@ fn sweep(store: &Store, plan: &PrunePlan, report: &mut PruneReport) -> Result<()
     };
     let reader = ChunkReader::new(store);
     for id in store.manifest_ids()? {
-        if plan.snapshots.contains(&id) {
+        let m = store.load_manifest(id)?;
+        if plan.snapshots.get(&id) == Some(&manifest_digest(&m)?) {
             continue;
         }
-        let m = store.load_manifest(id)?;
         late_live.mark(&reader, &m).map_err(|e| stopped(id, e))?;
         report.late_snapshots.push(id);
     }
@@ -645,7 +663,12 @@ fn sweep(store: &Store, plan: &PrunePlan, report: &mut PruneReport) -> Result<()
         if plan.packs[p].action == PackAction::Keep || written.contains(pack) {
             continue;
         }
-        if entries.iter().any(|e| late_live.chunks.contains(&e.id)) {
+        // A chunk live at plan time is kept anyway (at its home, or copied
+        // to a new pack); only chunks that were dead then spare a pack.
+        if entries
+            .iter()
+            .any(|e| late_live.chunks.contains(&e.id) && !plan.live.chunks.contains(&e.id))
+        {
             report.packs_spared.push(*pack);
         } else {
             doomed.push(p);

@@ -16,12 +16,14 @@
 //!    before the old one is removed; a rerun after a crash reuses a
 //!    rewritten manifest instead of making a second one.
 //! 3. **Prune** ([`crate::prune`]) with no tolerance for dead chunks in any
-//!    pack that held a chunk of the tenant: those packs are rewritten or
-//!    deleted whatever `max-unused` says.
+//!    pack: every pack with a chunk no snapshot references is rewritten or
+//!    deleted. That also removes the tenant's data left by snapshots
+//!    forgotten earlier, and lets a rerun finish an interrupted purge.
 //! 4. **Proof**: every pack trailer is read again, and no pack may hold a
-//!    chunk that the tenant referenced and no remaining snapshot does.
-//!    (Chunks the tenant shared with others, such as all-zero blocks,
-//!    stay: they are not the tenant's data.)
+//!    chunk that no remaining snapshot references; then, under the store
+//!    lock, no snapshot may still hold a file of the tenant. (Chunks the
+//!    tenant shared with others, such as all-zero blocks, stay: they are
+//!    not the tenant's data.)
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -430,27 +432,44 @@ pub fn packs_holding(files: &StoreFiles, chunks: &HashSet<ChunkId>) -> Result<Ha
 /// The evidence after a purge.
 #[derive(Clone, Debug, Default)]
 pub struct PurgeProof {
-    /// Chunks the tenant referenced.
+    /// Chunks the tenant referenced (in the snapshots rewritten now).
     pub tenant_chunks: usize,
-    /// Of those, chunks another remaining snapshot still references
-    /// (shared content, kept).
+    /// Of those, chunks a remaining snapshot still references (shared
+    /// content, such as all-zero blocks; not the tenant's data).
     pub shared_chunks: usize,
-    /// Chunks only the tenant referenced that some pack still holds
-    /// (must be empty).
+    /// Chunks no remaining snapshot references that some pack still
+    /// holds (must be empty: the tenant's data from forgotten snapshots
+    /// would be among them).
     pub still_stored: Vec<(PackId, ChunkId)>,
+    /// Of `still_stored`, those the tenant referenced.
+    pub tenant_still_stored: usize,
+    /// Snapshots that still hold files of the tenant (must be empty; a
+    /// snapshot taken during the purge of a data path that still has the
+    /// tenant would be one). Filled in by the caller under the store lock.
+    pub snapshots_holding: Vec<SnapshotId>,
     /// Packs read for the proof.
     pub packs_read: usize,
 }
 
-/// Step 3 and 4: prunes with no tolerance in the packs that held the
-/// tenant's chunks, then proves none of its own chunks is left. The
-/// caller holds [`prune::prune_lock`] and no store lock.
+impl PurgeProof {
+    /// Whether the purge is complete.
+    pub fn verified(&self) -> bool {
+        self.still_stored.is_empty() && self.snapshots_holding.is_empty()
+    }
+}
+
+/// Steps 3 and 4: prunes with no tolerance for dead chunks anywhere (so
+/// the tenant's data in snapshots forgotten earlier goes too, and a rerun
+/// finishes an interrupted purge), then reads every pack trailer again and
+/// lists any chunk no remaining snapshot references. The caller holds
+/// [`prune::prune_lock`] and no store lock.
 pub fn prune_and_prove(
     files: &StoreFiles,
     plan: &PurgePlan,
     lock: &LockOptions,
 ) -> Result<(PruneReport, PurgeProof)> {
     let opts = PruneOptions {
+        max_unused_percent: 0.0,
         strict_packs: packs_holding(files, plan.tenant_chunks())?,
         ..PruneOptions::default()
     };
@@ -471,8 +490,11 @@ pub fn prune_and_prove(
     for (id, _) in files.pack_files()? {
         proof.packs_read += 1;
         for e in files.read_trailer(&id)?.entries {
-            if plan.tenant_chunks().contains(&e.id) && !live.contains(&e.id) {
+            if !live.contains(&e.id) {
                 proof.still_stored.push((id, e.id));
+                if plan.tenant_chunks().contains(&e.id) {
+                    proof.tenant_still_stored += 1;
+                }
             }
         }
     }

@@ -202,6 +202,12 @@ pub struct ForgetPlan {
 }
 
 impl Policy {
+    /// Whether a count is zero (refused by `forget`: `keep-last 0` would
+    /// keep nothing).
+    pub fn has_zero_count(&self) -> bool {
+        self.last == Some(0) || self.periods.values().any(|n| *n == 0)
+    }
+
     /// Whether the policy has no rule at all.
     pub fn is_empty(&self) -> bool {
         self.last.is_none()
@@ -325,7 +331,9 @@ impl Policy {
             let count = || {
                 value
                     .parse::<u32>()
-                    .map_err(|_| format!("bad count in {line:?}"))
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("bad count in {line:?} (a whole number from 1)"))
             };
             match key {
                 "keep-last" => p.last = Some(count()?),
@@ -374,6 +382,7 @@ mod tests {
         p.periods.insert(Period::Yearly, 2);
         assert_eq!(Policy::decode(&p.encode()).unwrap(), p);
         assert!(Policy::decode("keep-last = 1\n").is_err());
+        assert!(Policy::decode(&format!("{POLICY_HEADER}\nkeep-last = 0\n")).is_err());
         assert!(Policy::decode(&format!("{POLICY_HEADER}\nkeep-often = 1\n")).is_err());
     }
 

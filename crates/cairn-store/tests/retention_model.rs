@@ -77,7 +77,7 @@ fn model(snaps: &BTreeSet<i64>, p: &Policy, now: i64) -> BTreeMap<i64, BTreeSet<
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
-    let count = proptest::option::weighted(0.4, 0u32..12);
+    let count = proptest::option::weighted(0.4, 1u32..12);
     let span = proptest::option::weighted(
         0.25,
         prop_oneof![
