@@ -281,6 +281,7 @@ fn print_prune(cli: &Cli, plan: &PrunePlan, report: Option<&PruneReport>) {
 }
 
 pub fn purge_tenant(cli: &Cli, a: &PurgeTenantArgs) -> anyhow::Result<ExitCode> {
+    purge::check_tenant_id(&a.tenant)?;
     let files = StoreFiles::open(store_path(cli)?)?;
     let _prune_lock = prune::prune_lock(&files)?;
     let started = now();

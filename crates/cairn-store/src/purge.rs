@@ -317,12 +317,20 @@ fn filter_manifest(
     Ok(Some((out, f.dropped)))
 }
 
+/// Refuses what cannot be a tenant directory name.
+pub fn check_tenant_id(tenant: &str) -> Result<()> {
+    if tenant.is_empty() || tenant.contains('/') || tenant == "." || tenant == ".." {
+        return Err(StoreError::Usage(format!(
+            "{tenant:?} is not a tenant id (the name of a directory under tenants/)"
+        )));
+    }
+    Ok(())
+}
+
 /// Plans the purge of `tenant` (plus `sites`, which are added to those
 /// the snapshots' boundaries name for it).
 pub fn plan(store: &Store, tenant: &str, sites: &[String]) -> Result<PurgePlan> {
-    if tenant.is_empty() || tenant.contains('/') || tenant == "." || tenant == ".." {
-        return Err(StoreError::Usage(format!("{tenant:?} is not a tenant id")));
-    }
+    check_tenant_id(tenant)?;
     let mut manifests = Vec::new();
     for id in store.manifest_ids()? {
         manifests.push(store.load_manifest(id)?);
