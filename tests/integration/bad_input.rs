@@ -289,6 +289,10 @@ fn store_not_initialised_is_refused_and_not_created() {
             vec!["ls", "latest"],
             vec!["snapshot", "--data-path", data.to_str().unwrap()],
             vec!["restore", "--target", s.path("t").to_str().unwrap()],
+            vec!["forget", "--keep-last", "1"],
+            vec!["policy"],
+            vec!["prune"],
+            vec!["purge-tenant", "0b6e0000-0000-4000-8000-000000000000"],
         ] {
             let mut full: Vec<&std::ffi::OsStr> = vec!["--store".as_ref(), store.as_os_str()];
             full.extend(args.iter().map(std::ffi::OsStr::new));
@@ -578,4 +582,46 @@ fn format_error_text_is_not_repeated() {
         1,
         "decode error repeated: {line}"
     );
+}
+
+/// Lifecycle commands given bad input: one error line naming the problem,
+/// and the store exactly as it was.
+#[test]
+fn lifecycle_bad_input_is_named_and_changes_nothing() {
+    let (s, data, _) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["forget"], "no retention rule"),
+        (vec!["forget", "--keep-daily", "0"], "--keep-daily"),
+        (vec!["forget", "--keep-within", "3x"], "bad duration"),
+        (vec!["prune", "--max-unused", "150"], "--max-unused"),
+        (vec!["prune", "--max-repack-bytes", "12Q"], "byte count"),
+        (vec!["purge-tenant", "../etc"], "not a tenant id"),
+        (
+            vec![
+                "snapshot",
+                "--forget",
+                "--data-path",
+                data.to_str().unwrap(),
+            ],
+            "no retention policy stored",
+        ),
+    ];
+    for (args, expect) in cases {
+        let out = s.cairn(&args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert_eq!(
+            store_digest(&s.store()),
+            before,
+            "{args:?} changed the store"
+        );
+    }
+    // A damaged policy file is named.
+    fs::write(s.store().join("policy"), b"keep everything please\n").unwrap();
+    let line = only_error(&s.cairn(&["forget"]), "damaged policy");
+    assert!(line.contains("policy"), "{line}");
+    assert!(line.contains("not a policy file"), "{line}");
 }

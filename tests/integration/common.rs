@@ -336,3 +336,73 @@ print(json.dumps(out))
     );
     serde_json::from_slice(&out.stdout).expect("counts json")
 }
+
+// ---------------------------------------------------------------------------
+// Lifecycle (forget, prune, purge): seeded randomness, pack sizes, small
+// stores.
+
+/// splitmix64: small, seeded, reproducible.
+pub struct SeededRng(pub u64);
+
+impl SeededRng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// `n` incompressible bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(n);
+        out
+    }
+}
+
+/// Total size of the pack files of a store.
+pub fn pack_bytes(store: &Path) -> u64 {
+    fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// Sets a new store's pack target to 1 MiB (the smallest the config
+/// allows), so small data paths still make many packs.
+pub fn small_packs(store: &Path) {
+    let cfg_path = store.join("config");
+    let mut cfg = cairn_format::StoreConfig::decode(&fs::read(&cfg_path).unwrap()).unwrap();
+    cfg.pack_target = 1 << 20;
+    fs::write(&cfg_path, cfg.encode().unwrap()).unwrap();
+}
+
+/// Ids of the snapshots in the store, oldest first (from `list --json`).
+pub fn snapshot_ids(s: &Scratch) -> Vec<String> {
+    parse_json(&s.ok(&["--json", "list"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Restores snapshot `id` into a fresh directory `dest`.
+pub fn restore_to(s: &Scratch, id: &str, dest: &Path) {
+    s.ok(&[
+        "restore",
+        "--snapshot",
+        id,
+        "--target",
+        dest.to_str().unwrap(),
+    ]);
+}

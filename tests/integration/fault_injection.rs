@@ -913,3 +913,28 @@ fn check_subsets() {
     assert_eq!(structure["packs_checked"].as_u64(), Some(0));
     assert!(structure["tree_nodes"].as_u64().unwrap() > 0);
 }
+
+/// A pack deleted behind cairn's back: the next open rebuilds the index
+/// and names the pack that is gone.
+#[test]
+fn a_vanished_pack_is_named_when_the_index_is_rebuilt() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a.bin"), SeededRng(9).bytes(200_000)).unwrap();
+    s.ok(&["init"]);
+    s.snapshot(&data);
+    let pack = fs::read_dir(s.store().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(&pack).unwrap();
+    let out = s.cairn(&["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = pack.file_stem().unwrap().to_str().unwrap();
+    assert!(
+        err.contains("gone or changed size") && err.contains(name),
+        "{err}"
+    );
+}

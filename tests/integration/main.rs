@@ -10,6 +10,7 @@ mod fault_injection;
 mod hitkeep_boundary;
 mod hitkeep_restore;
 mod import;
+mod lifecycle;
 mod live_capture;
 mod locking;
 mod repair;

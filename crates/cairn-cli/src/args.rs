@@ -59,6 +59,22 @@ pub enum Command {
     /// Drop damaged chunks (keeping every intact one), and heal from the
     /// live data path when the same bytes are still there.
     Repair(RepairArgs),
+    /// Remove the snapshots a retention policy does not keep (the given
+    /// rules, or the policy stored in the store). Their data goes at the
+    /// next `prune`.
+    Forget(ForgetArgs),
+    /// Show, set or clear the retention policy stored in the store (used
+    /// by `forget` without rules, `snapshot --forget` and `list`).
+    Policy(PolicyArgs),
+    /// Delete the data no snapshot needs: drop unused packs, rewrite packs
+    /// that are mostly unused. Snapshots can run meanwhile (the store lock
+    /// is taken only for the final sweep).
+    Prune(PruneArgs),
+    /// Remove a HitKeep tenant from every snapshot, physically: rewrite
+    /// the snapshots without its database, WAL, archives and its sites'
+    /// assets and imports, prune the packs that held them, prove none of
+    /// its chunks is left, and store a report under STORE/purges/.
+    PurgeTenant(PurgeTenantArgs),
     /// Restore a snapshot into a disposable directory and check every
     /// runbook step that can be checked offline; the record is kept in the
     /// store (exit 1 when a step fails).
@@ -68,6 +84,104 @@ pub enum Command {
     /// Import HitKeep's built-in backups (HITKEEP_BACKUP_PATH) as
     /// snapshots, one per backup run, skipping runs already imported.
     ImportHitkeepBackups(crate::cmd_import::ImportArgs),
+}
+
+/// `purge-tenant` arguments.
+#[derive(Args, Debug)]
+pub struct PurgeTenantArgs {
+    /// The tenant's uuid (its directory name under `tenants/`).
+    pub tenant: String,
+    /// A site of the tenant (repeatable), added to those the snapshots
+    /// name for it; needed for the default tenant's flat-layout archives,
+    /// whose owner cairn cannot tell.
+    #[arg(long = "site", value_name = "SITE")]
+    pub sites: Vec<String>,
+    /// Show the snapshots and files that would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `prune` arguments.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Rewrite a pack when more than PERCENT of it is unused (0: every
+    /// pack with an unused chunk).
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    pub max_unused: f64,
+    /// Copy at most this many live bytes when rewriting packs (suffixes
+    /// K, M, G; packs with the most unused bytes go first).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_repack_bytes: Option<u64>,
+    /// Show the packs to delete and rewrite and the bytes to free; change
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses `512`, `64K`, `10M`, `2G` (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a byte count (like 512, 64K, 10M, 2G)"))
+}
+
+/// Retention rules (as restic's).
+#[derive(Args, Debug, Default, Clone)]
+pub struct RetentionArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours (UTC).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days (UTC).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot taken within DURATION of the newest one
+    /// (units y, m = 30 days, w, d, h: `7d`, `1y6m`).
+    #[arg(long, value_name = "DURATION", value_parser = cairn_store::retention::Span::parse)]
+    pub keep_within: Option<cairn_store::retention::Span>,
+    /// Hard expiry: remove every snapshot older than DURATION (from now),
+    /// whatever rule keeps it.
+    #[arg(long, value_name = "DURATION", value_parser = cairn_store::retention::Span::parse)]
+    pub max_age: Option<cairn_store::retention::Span>,
+}
+
+/// `forget` arguments.
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub rules: RetentionArgs,
+    /// Print the plan (what stays, by which rule; what goes); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `policy` arguments.
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    #[command(flatten)]
+    pub rules: RetentionArgs,
+    /// Remove the stored policy.
+    #[arg(long, conflicts_with_all = ["keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within", "max_age"])]
+    pub clear: bool,
 }
 
 /// `repair` arguments.
@@ -133,6 +247,10 @@ pub struct SnapshotArgs {
     /// Read every file, even those unchanged since the parent snapshot.
     #[arg(long)]
     pub full_read: bool,
+    /// After the snapshot, apply the retention policy stored in the store
+    /// (`cairn policy`), as `cairn forget` would.
+    #[arg(long)]
+    pub forget: bool,
 }
 
 /// `show` arguments.

@@ -19,7 +19,7 @@ use crate::args::{
 };
 use crate::progress::Bar;
 
-fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
+pub fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
     match &cli.store {
         Some(p) => Ok(p),
         None => bail!("no store given: pass --store PATH or set CAIRN_STORE"),
@@ -80,13 +80,21 @@ fn open_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
     if let Some(why) = &sync.recreated {
         eprintln!("cairn: warning: the index could not be opened ({why}); it was recreated from packs and manifests");
     }
+    if !sync.vanished_packs.is_empty() {
+        let names: Vec<String> = sync.vanished_packs.iter().map(|p| p.to_string()).collect();
+        eprintln!(
+            "cairn: warning: {} indexed packs are gone or changed size, so the index was rebuilt: {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     for (pack, why) in &sync.unreadable_packs {
         eprintln!("cairn: warning: pack {pack} is unreadable and was left out of the index: {why}");
     }
     Ok(store)
 }
 
-fn print_json(v: &serde_json::Value) {
+pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
@@ -269,6 +277,9 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> anyhow::Result<ExitCode> {
 
 pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
+    if a.forget && cairn_store::forget::stored_policy(&store)?.is_none() {
+        bail!("--forget: no retention policy stored in the store (set one with `cairn policy --keep-...`)");
+    }
     let paths = HitkeepPaths::resolve(a.data_path.clone(), a.db.clone(), a.archive_path.clone());
     let opts = SnapshotOptions {
         hitkeep: Some(paths),
@@ -313,29 +324,45 @@ pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
     }
+    if a.forget {
+        crate::cmd_lifecycle::apply(cli, &store, None, false)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
     let snaps = store.snapshots()?;
+    let kept_by = crate::cmd_lifecycle::kept_by(&store)?;
     if cli.json {
-        print_json(&json!(snaps.iter().map(manifest_json).collect::<Vec<_>>()));
+        let list: Vec<_> = snaps
+            .iter()
+            .map(|m| {
+                let mut v = manifest_json(m);
+                if let Some(k) = kept_by.get(&m.id.to_string()) {
+                    v["kept_by"] = json!(k);
+                }
+                v
+            })
+            .collect();
+        print_json(&json!(list));
         return Ok(ExitCode::SUCCESS);
     }
     if !cli.quiet {
         println!(
-            "{:<20} {:>8} {:>12} {:>12}  roots",
-            "snapshot", "files", "size", "added"
+            "{:<20} {:>8} {:>12} {:>12}  {:<16} roots",
+            "snapshot", "files", "size", "added", "kept by"
         );
     }
     for m in &snaps {
+        let id = m.id.to_string();
         println!(
-            "{:<20} {:>8} {:>12} {:>12}  {}",
-            m.id.to_string(),
+            "{:<20} {:>8} {:>12} {:>12}  {:<16} {}",
+            id,
             m.stats.files,
             human(m.stats.logical_bytes),
             human(m.stats.added_pack_bytes),
+            kept_by.get(&id).map_or("-", String::as_str),
             m.roots
                 .iter()
                 .map(|r| r.path.as_str())
@@ -601,6 +628,7 @@ pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
             "logical_bytes": s.logical_bytes,
             "stored_bytes": s.stored_bytes,
             "dedup_ratio": s.dedup_ratio,
+            "reclaimable_bytes": s.reclaimable_bytes,
             "packs": s.packs,
             "chunks": s.chunks,
             "snapshots": s.snapshots.iter().map(|l| json!({
@@ -614,6 +642,15 @@ pub fn stats(cli: &Cli) -> anyhow::Result<ExitCode> {
     println!("logical size:  {}", human(s.logical_bytes));
     println!("stored size:   {}", human(s.stored_bytes));
     println!("dedup ratio:   {:.1}x", s.dedup_ratio);
+    match s.reclaimable_bytes {
+        Some(n) => println!(
+            "reclaimable:   {} (unused by every snapshot; `cairn prune` frees it)",
+            human(n)
+        ),
+        None => println!(
+            "reclaimable:   unknown (a snapshot cannot be read in full; run `cairn check`)"
+        ),
+    }
     println!("packs, chunks: {}, {}", s.packs, s.chunks);
     println!();
     println!(

@@ -5,6 +5,7 @@ mod args;
 mod cmd_check;
 mod cmd_drill;
 mod cmd_import;
+mod cmd_lifecycle;
 mod cmd_repair;
 mod commands;
 mod progress;
@@ -39,6 +40,10 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Index(a) => commands::index(cli, a),
         Command::Check(a) => cmd_check::check(cli, a),
         Command::Repair(a) => cmd_repair::repair(cli, a),
+        Command::Forget(a) => cmd_lifecycle::forget(cli, a),
+        Command::Policy(a) => cmd_lifecycle::policy(cli, a),
+        Command::Prune(a) => cmd_lifecycle::prune(cli, a),
+        Command::PurgeTenant(a) => cmd_lifecycle::purge_tenant(cli, a),
         Command::Drill(a) => cmd_drill::drill(cli, a),
         Command::Drills => cmd_drill::drills(cli),
         Command::ImportHitkeepBackups(a) => cmd_import::import(cli, a),

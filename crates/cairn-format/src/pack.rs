@@ -267,6 +267,12 @@ pub fn check_header(header: &[u8]) -> Result<(), FormatError> {
             supported: VERSION.into(),
         });
     }
+    if header[10..HEADER_LEN as usize].iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid {
+            what: "pack header",
+            detail: "reserved bytes are not zero".into(),
+        });
+    }
     Ok(())
 }
 
@@ -302,6 +308,17 @@ pub fn parse_pack(bytes: &[u8]) -> Result<PackTrailer, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_reserved_bytes_must_be_zero() {
+        let (_, _, _, bytes) = PackBuilder::new(Vec::new()).unwrap().finish().unwrap();
+        check_header(&bytes[..HEADER_LEN as usize]).unwrap();
+        for i in 10..HEADER_LEN as usize {
+            let mut h = bytes[..HEADER_LEN as usize].to_vec();
+            h[i] = 1;
+            assert!(check_header(&h).is_err(), "flip at {i} accepted");
+        }
+    }
 
     #[test]
     fn pack_round_trip_and_raw_fallback() {

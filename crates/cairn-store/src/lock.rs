@@ -39,7 +39,6 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -287,20 +286,13 @@ impl Drop for StoreLock {
 }
 
 /// `Ok(true)` if the exclusive lock was taken, `Ok(false)` if another
-/// open file holds it.
+/// open file holds it (std's `try_lock` is `flock(LOCK_EX | LOCK_NB)` on
+/// Linux).
 fn try_flock(file: &File) -> io::Result<bool> {
-    loop {
-        // SAFETY: flock on a valid, owned descriptor; no memory involved.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            _ => return Err(e),
-        }
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -465,15 +457,11 @@ fn boot_id() -> String {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // unless truncated, which the length search below tolerates.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return "unknown".into();
-    }
-    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    one_line(&String::from_utf8_lossy(&buf[..n]))
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| one_line(s.trim()))
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn program_name() -> String {

@@ -9,15 +9,16 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::BufWriter;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder};
+use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder, PackTrailer};
 use cairn_format::{ChunkId, ChunkList, FileContent, PackId};
 
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result};
+use crate::files::StoreFiles;
 use crate::store::Store;
 
 struct OpenPack {
@@ -42,6 +43,28 @@ pub(crate) struct SinkCounters {
     pub packs: AtomicU64,
 }
 
+/// Finishes a pack built into the temp file `temp`: trailer, fsync, then
+/// renamed into `packs/` (and the directory fsynced). If a pack with the
+/// same bytes is there already, the temp is dropped and `placed` is false.
+/// Returns (id, trailer, length, placed).
+pub(crate) fn seal_pack(
+    files: &StoreFiles,
+    builder: PackBuilder<BufWriter<File>>,
+    temp: &Path,
+) -> Result<(PackId, PackTrailer, u64, bool)> {
+    let (id, trailer, len, w) = builder.finish().at(temp)?;
+    let f = w.into_inner().map_err(|e| e.into_error()).at(temp)?;
+    f.sync_all().at(temp)?;
+    drop(f);
+    let dest = files.pack_path(&id);
+    if dest.exists() {
+        let _ = fs::remove_file(temp);
+        return Ok((id, trailer, len, false));
+    }
+    atomic::commit(temp, &dest, true)?;
+    Ok((id, trailer, len, true))
+}
+
 /// Deduplicating chunk sink for one run.
 pub(crate) struct ChunkSink<'s> {
     store: &'s Store,
@@ -52,6 +75,8 @@ pub(crate) struct ChunkSink<'s> {
     /// Packs this run created (ids only: their entries are re-read from
     /// the trailer if the run is abandoned, so memory does not grow with data).
     sealed: Mutex<Vec<PackId>>,
+    /// Whole-file records reached the index (they name this run's chunks).
+    records_written: std::sync::atomic::AtomicBool,
     pub counters: SinkCounters,
 }
 
@@ -64,6 +89,7 @@ impl<'s> ChunkSink<'s> {
             meta: Mutex::new((None, MetaFrame::default())),
             files: Mutex::new(Vec::new()),
             sealed: Mutex::new(Vec::new()),
+            records_written: Default::default(),
             counters: SinkCounters::default(),
         }
     }
@@ -203,18 +229,10 @@ impl<'s> ChunkSink<'s> {
 
     /// Finishes a pack: trailer, fsync, rename, dir fsync, then index.
     fn seal(&self, open: OpenPack) -> Result<()> {
-        let temp = open.temp;
-        let (id, trailer, len, w) = open.builder.finish().at(&temp)?;
-        let f = w.into_inner().map_err(|e| e.into_error()).at(&temp)?;
-        f.sync_all().at(&temp)?;
-        drop(f);
-        let dest = self.store.pack_path(&id);
-        if dest.exists() {
-            // The same pack bytes exist already (identical content): not
-            // ours to remove if this run is abandoned.
-            let _ = fs::remove_file(&temp);
-        } else {
-            atomic::commit(&temp, &dest, true)?;
+        let (id, trailer, len, placed) = seal_pack(self.store.files(), open.builder, &open.temp)?;
+        // A pack whose bytes existed already is not ours to remove if this
+        // run is abandoned.
+        if placed {
             self.counters.pack_bytes.fetch_add(len, Ordering::Relaxed);
             self.counters.packs.fetch_add(1, Ordering::Relaxed);
             self.sealed.lock().expect("sealed lock").push(id);
@@ -241,6 +259,7 @@ impl<'s> ChunkSink<'s> {
             self.seal(open)?;
         }
         for (hash, rec) in self.files.lock().expect("files lock").drain(..) {
+            self.records_written.store(true, Ordering::Relaxed);
             self.store.index().put_file(&hash, &rec)?;
         }
         self.store.index().flush()?;
@@ -251,6 +270,11 @@ impl<'s> ChunkSink<'s> {
     /// sealed by this run are removed from the index and deleted, so the
     /// store is as it was.
     pub fn abandon(&self) {
+        // Records written by `finish` name chunks of the packs removed
+        // below; they go too (all of them: records are only a shortcut).
+        if self.records_written.load(Ordering::Relaxed) {
+            let _ = self.store.index().forget_files();
+        }
         let sealed = std::mem::take(&mut *self.sealed.lock().unwrap_or_else(|e| e.into_inner()));
         for id in sealed {
             let Ok(trailer) = self.store.read_trailer(&id) else {

@@ -1,4 +1,5 @@
-//! The read end of the store: fetches a chunk by id through the index,
+//! The read end of the store: fetches a chunk by id through a
+//! [`ChunkLocator`] (the index, or prune's catalog of pack trailers),
 //! decodes its frame, and checks its bytes hash to its id.
 
 use std::fs::File;
@@ -6,10 +7,23 @@ use std::os::unix::fs::FileExt;
 
 use cairn_format::pack;
 use cairn_format::{ChunkId, PackId};
-use cairn_index::ChunkLocation;
+use cairn_index::{ChunkLocation, Index};
 
 use crate::error::{IoContext, Result, StoreError};
+use crate::files::StoreFiles;
 use crate::store::Store;
+
+/// Where chunks are: the index, or any other map from ids to locations.
+pub trait ChunkLocator: Sync {
+    /// The location of `id`, if known.
+    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>>;
+}
+
+impl ChunkLocator for Index {
+    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        Ok(self.lookup(id)?)
+    }
+}
 
 /// Per-thread cache: the last pack file opened and the last frame decoded.
 #[derive(Default)]
@@ -20,20 +34,25 @@ pub struct FrameCache {
 
 /// Reads verified chunks from a store.
 pub struct ChunkReader<'s> {
-    store: &'s Store,
+    files: &'s StoreFiles,
+    locator: &'s dyn ChunkLocator,
 }
 
 impl<'s> ChunkReader<'s> {
-    /// A reader over `store`.
+    /// A reader over `store`, locating chunks through its index.
     pub fn new(store: &'s Store) -> Self {
-        Self { store }
+        Self::with_locator(store.files(), store.index())
+    }
+
+    /// A reader over the packs of `files`, locating chunks with `locator`.
+    pub fn with_locator(files: &'s StoreFiles, locator: &'s dyn ChunkLocator) -> Self {
+        Self { files, locator }
     }
 
     /// Where `id` is, or [`StoreError::ChunkMissing`] naming `context`.
     pub fn locate(&self, id: &ChunkId, context: &dyn Fn() -> String) -> Result<ChunkLocation> {
-        self.store
-            .index()
-            .lookup(id)?
+        self.locator
+            .locate(id)?
             .ok_or_else(|| StoreError::ChunkMissing {
                 id: id.to_hex(),
                 context: context(),
@@ -58,7 +77,7 @@ impl<'s> ChunkReader<'s> {
             matches!(&cache.frame, Some((p, o, _)) if *p == loc.pack && *o == loc.frame_offset);
         if !cached {
             if !matches!(&cache.file, Some((p, _)) if *p == loc.pack) {
-                let path = self.store.pack_path(&loc.pack);
+                let path = self.files.pack_path(&loc.pack);
                 let f = File::open(&path).at(&path)?;
                 cache.file = Some((loc.pack, f));
             }

@@ -27,6 +27,7 @@ use cairn_format::{ChunkId, PackId};
 
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result};
+use crate::packer::seal_pack;
 use crate::store::Store;
 
 /// What repair will do to one damaged pack.
@@ -160,11 +161,7 @@ pub fn execute(store: &Store, plan: &RepairPlan) -> Result<Vec<PackId>> {
                 b.add_frame(frame, chunks).at(&temp)?;
                 kept.extend(chunks.iter().map(|c| c.0));
             }
-            let (id, trailer, len, w) = b.finish().at(&temp)?;
-            let f = w.into_inner().map_err(|e| e.into_error()).at(&temp)?;
-            f.sync_all().at(&temp)?;
-            drop(f);
-            atomic::commit(&temp, &store.pack_path(&id), true)?;
+            let (id, trailer, len, _) = seal_pack(store.files(), b, &temp)?;
             store.index().add_pack(id, len, &trailer.entries)?;
             written.push(id);
         }
@@ -195,9 +192,5 @@ pub fn execute(store: &Store, plan: &RepairPlan) -> Result<Vec<PackId>> {
 
 /// Stores a repair report as `STORE/repairs/<name>.txt`, atomically.
 pub fn write_report(store: &Store, name: &str, text: &str) -> Result<std::path::PathBuf> {
-    let dir = store.root().join("repairs");
-    fs::create_dir_all(&dir).at(&dir)?;
-    let dest = dir.join(format!("{name}.txt"));
-    atomic::write_file(&store.root().join("tmp"), &dest, text.as_bytes(), true)?;
-    Ok(dest)
+    store.write_report("repairs", name, text)
 }

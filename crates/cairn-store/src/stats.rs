@@ -38,6 +38,10 @@ pub struct StoreStats {
     pub chunks: u64,
     /// `logical_bytes / stored_bytes`.
     pub dedup_ratio: f64,
+    /// Pack bytes no snapshot needs (what `prune --max-unused 0` would
+    /// free, estimated from each dead chunk's share of its frame); `None`
+    /// when a snapshot could not be read in full (`cairn check` says why).
+    pub reclaimable_bytes: Option<u64>,
 }
 
 /// Computes the statistics of `store`.
@@ -64,7 +68,11 @@ pub fn stats(store: &Store) -> Result<StoreStats> {
         })
         .collect();
     let logical: u64 = snapshots.iter().map(|s| s.logical_bytes).sum();
+    let reclaimable = crate::prune::plan(store.files(), &Default::default())
+        .ok()
+        .map(|p| p.unused_now());
     Ok(StoreStats {
+        reclaimable_bytes: reclaimable,
         logical_bytes: logical,
         stored_bytes: stored,
         packs: packs.len() as u64,

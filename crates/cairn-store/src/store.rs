@@ -10,16 +10,16 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use cairn_format::pack::{self, PackTrailer};
+use cairn_format::pack::PackTrailer;
 use cairn_format::{Manifest, PackId, SnapshotId, StoreConfig};
 use cairn_index::{Index, IndexState};
 
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
+use crate::files::StoreFiles;
 use crate::lock::{LockOptions, StoreLock};
 
 /// What [`Store::open`] or [`Store::rebuild_index`] did to the index.
@@ -35,14 +35,16 @@ pub struct IndexSync {
     pub snapshots_dropped: usize,
     /// Packs whose trailer could not be read (left out of the index).
     pub unreadable_packs: Vec<(PackId, String)>,
+    /// Packs the index listed that are gone from disk or changed size
+    /// (the reason for a rebuild).
+    pub vanished_packs: Vec<PackId>,
     /// The index could not be opened and was recreated; why.
     pub recreated: Option<String>,
 }
 
 /// An opened store.
 pub struct Store {
-    root: PathBuf,
-    config: StoreConfig,
+    files: StoreFiles,
     index: Index,
     sync: IndexSync,
     // Last, so it is released after the index is closed.
@@ -104,17 +106,8 @@ impl Store {
     /// [`open`](Self::open), taking the store lock as `lock` says (how long
     /// to wait for another process, the command to record).
     pub fn open_with(path: &Path, lock: &LockOptions) -> Result<Self> {
-        let cfg_path = path.join("config");
-        let bytes = match fs::read(&cfg_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotAStore {
-                    path: path.to_owned(),
-                })
-            }
-            Err(e) => return Err(e).at(&cfg_path),
-        };
-        let config = StoreConfig::decode(&bytes).what(cfg_path.display())?;
+        let files = StoreFiles::open(path)?;
+        let config = files.config().clone();
         let mut lock = StoreLock::acquire(path, lock)?;
         let tmp = path.join("tmp");
         fs::create_dir_all(&tmp).at(&tmp)?;
@@ -132,8 +125,7 @@ impl Store {
             }
         };
         let mut store = Self {
-            root: path.to_owned(),
-            config,
+            files,
             index,
             sync: IndexSync::default(),
             lock,
@@ -143,14 +135,19 @@ impl Store {
         Ok(store)
     }
 
+    /// The store's files, readable without the lock.
+    pub fn files(&self) -> &StoreFiles {
+        &self.files
+    }
+
     /// The store root.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.files.root()
     }
 
     /// The config.
     pub fn config(&self) -> &StoreConfig {
-        &self.config
+        self.files.config()
     }
 
     /// The index.
@@ -171,70 +168,41 @@ impl Store {
 
     /// The temp directory.
     pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.root().join("tmp")
     }
 
     /// Path of a pack.
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
-        self.root
-            .join("packs")
-            .join(format!("{}.pack", id.to_hex()))
+        self.files.pack_path(id)
     }
 
     fn manifest_path(&self, id: SnapshotId) -> PathBuf {
-        self.root.join("snapshots").join(id.to_string())
+        self.files.manifest_path(id)
     }
 
     /// Every pack file on disk with its length.
     pub fn pack_files(&self) -> Result<BTreeMap<PackId, u64>> {
-        let dir = self.root.join("packs");
-        let mut out = BTreeMap::new();
-        for e in fs::read_dir(&dir).at(&dir)? {
-            let e = e.at(&dir)?;
-            let name = e.file_name();
-            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".pack")) else {
-                continue;
-            };
-            let Ok(id) = hex.parse::<PackId>() else {
-                continue;
-            };
-            out.insert(id, e.metadata().at(e.path())?.len());
-        }
-        Ok(out)
+        self.files.pack_files()
     }
 
     /// Every manifest file on disk.
     pub fn manifest_ids(&self) -> Result<BTreeSet<SnapshotId>> {
-        let dir = self.root.join("snapshots");
-        let mut out = BTreeSet::new();
-        for e in fs::read_dir(&dir).at(&dir)? {
-            let e = e.at(&dir)?;
-            if let Some(id) = e.file_name().to_str().and_then(|n| n.parse().ok()) {
-                out.insert(id);
-            }
-        }
-        Ok(out)
+        self.files.manifest_ids()
     }
 
     /// Reads and decodes a pack's trailer (and checks its header).
     pub fn read_trailer(&self, id: &PackId) -> Result<PackTrailer> {
-        let path = self.pack_path(id);
-        let f = File::open(&path).at(&path)?;
-        let len = f.metadata().at(&path)?.len();
-        let mut header = [0u8; pack::HEADER_LEN as usize];
-        let mut footer = [0u8; pack::FOOTER_LEN as usize];
-        if len < pack::HEADER_LEN + pack::FOOTER_LEN {
-            return Err(cairn_format::FormatError::Truncated { what: "pack" })
-                .what(format!("pack {id}"));
-        }
-        f.read_exact_at(&mut header, 0).at(&path)?;
-        pack::check_header(&header).what(format!("pack {id}"))?;
-        f.read_exact_at(&mut footer, len - pack::FOOTER_LEN)
-            .at(&path)?;
-        let (off, tlen) = pack::trailer_location(len, &footer).what(format!("pack {id}"))?;
-        let mut trailer = vec![0u8; tlen as usize];
-        f.read_exact_at(&mut trailer, off).at(&path)?;
-        pack::decode_trailer(&trailer, off).what(format!("pack {id}"))
+        self.files.read_trailer(id)
+    }
+
+    /// Resolves `latest` or an id to an existing snapshot.
+    pub fn resolve(&self, name: &str) -> Result<SnapshotId> {
+        self.files.resolve(name)
+    }
+
+    /// Reads a manifest from its file (the truth, not the catalog).
+    pub fn load_manifest(&self, id: SnapshotId) -> Result<Manifest> {
+        self.files.load_manifest(id)
     }
 
     /// Brings the index in step with the store: packs on disk but not
@@ -247,8 +215,12 @@ impl Store {
         };
         let on_disk = self.pack_files()?;
         let mut indexed: BTreeMap<PackId, u64> = self.index.packs()?.into_iter().collect();
-        let vanished = indexed.iter().any(|(id, len)| on_disk.get(id) != Some(len));
-        if vanished && !from_scratch {
+        report.vanished_packs = indexed
+            .iter()
+            .filter(|(id, len)| on_disk.get(*id) != Some(*len))
+            .map(|(id, _)| *id)
+            .collect();
+        if !report.vanished_packs.is_empty() && !from_scratch {
             self.index.clear()?;
             report.rebuilt = true;
             indexed.clear();
@@ -308,47 +280,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Resolves `latest` or an id to an existing snapshot.
-    pub fn resolve(&self, name: &str) -> Result<SnapshotId> {
-        let ids = self.manifest_ids()?;
-        if name == "latest" {
-            return ids.last().copied().ok_or(StoreError::UnknownSnapshot {
-                id: "latest (the store has no snapshots)".into(),
-            });
-        }
-        let id: SnapshotId = name.parse().map_err(|_| StoreError::UnknownSnapshot {
-            id: format!("{name:?} (ids look like 2026-03-08T120000Z, or use latest)"),
-        })?;
-        if ids.contains(&id) {
-            Ok(id)
-        } else {
-            Err(StoreError::UnknownSnapshot { id: name.into() })
-        }
-    }
-
-    /// Reads a manifest from its file (the truth, not the catalog).
-    pub fn load_manifest(&self, id: SnapshotId) -> Result<Manifest> {
-        let path = self.manifest_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::UnknownSnapshot { id: id.to_string() })
-            }
-            Err(e) => return Err(e).at(&path),
-        };
-        let m = Manifest::decode(&bytes).what(format!("snapshot {id}"))?;
-        if m.id != id {
-            return Err(StoreError::Format {
-                what: format!("snapshot {id}"),
-                cause: cairn_format::FormatError::Invalid {
-                    what: "snapshot manifest",
-                    detail: format!("file holds snapshot {}", m.id),
-                },
-            });
-        }
-        Ok(m)
-    }
-
     /// Writes a new manifest (never replacing one) and catalogs it.
     pub(crate) fn write_manifest(&self, m: &Manifest) -> Result<()> {
         let bytes = m.encode().what(format!("snapshot {}", m.id))?;
@@ -356,6 +287,30 @@ impl Store {
         self.index.add_snapshot(m.id, &bytes)?;
         self.index.flush()?;
         Ok(())
+    }
+
+    /// Removes a snapshot's manifest (durably) and its catalog entry. Its
+    /// chunks stay in their packs until a prune.
+    pub(crate) fn remove_manifest(&self, id: SnapshotId) -> Result<()> {
+        let path = self.manifest_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&path),
+        }
+        atomic::sync_dir(&self.root().join("snapshots"))?;
+        self.index.remove_snapshot(id)?;
+        Ok(())
+    }
+
+    /// Stores a report as `STORE/<kind>/<name>.txt` (`repairs`,
+    /// `purges`), atomically.
+    pub fn write_report(&self, kind: &str, name: &str, text: &str) -> Result<PathBuf> {
+        let dir = self.root().join(kind);
+        fs::create_dir_all(&dir).at(&dir)?;
+        let dest = dir.join(format!("{name}.txt"));
+        atomic::write_file(&self.tmp_dir(), &dest, text.as_bytes(), true)?;
+        Ok(dest)
     }
 
     /// A snapshot id for a snapshot starting at unix time `now`, unique and
