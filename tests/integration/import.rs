@@ -359,3 +359,60 @@ fn bad_backup_paths_are_refused_with_one_line() {
     }
     assert_eq!(before, store_state(&s.store()));
 }
+
+#[test]
+fn purging_a_tenant_removes_it_from_imported_runs_for_good() {
+    let s = Scratch::new();
+    let fixture = backup_fixture(exports_wanted());
+    let ts = runs(&fixture)[..2].to_vec();
+    let backup = s.path("backup");
+    for t in &ts {
+        for d in export_dirs(&fixture, t) {
+            let rel = d.strip_prefix(&fixture).unwrap();
+            fs::create_dir_all(backup.join(rel).parent().unwrap()).unwrap();
+            copy_tree(&d, &backup.join(rel));
+        }
+    }
+    s.ok(&["init"]);
+    import(&s, &backup, &["--min-age", "0"]);
+    let victim = export_dirs(&backup, &ts[0])[1]
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    s.ok(&["purge-tenant", &victim]);
+    // Every imported run lost the tenant's exports, and only those.
+    let listed = parse_json(&s.ok(&["--json", "list"]));
+    let ids: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        let ls = s.ok(&["ls", id]);
+        assert!(!ls.contains(&victim), "{id} still holds {victim}:\n{ls}");
+        assert!(ls.contains("load.sql"), "{ls}");
+    }
+    // Importing again does not bring the tenant back.
+    let again = import(&s, &backup, &["--min-age", "0"]);
+    assert_eq!(again["imported"].as_array().unwrap().len(), 0, "{again:#}");
+    // A purged run still writes back as a backup run and passes a drill.
+    let out = s.path("out");
+    s.ok(&[
+        "restore",
+        "--as-hitkeep-backup",
+        "--snapshot",
+        &ids[0],
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert!(out.join("shared").join(&ts[0]).join("load.sql").is_file());
+    assert!(!out.join("tenants").join(&victim).exists());
+    let d = parse_json(&s.ok(&["--json", "drill", "--snapshot", &ids[1]]));
+    assert_eq!(d["passed"], true, "{d:#}");
+}
