@@ -143,8 +143,15 @@ pub fn restore_as_backup(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode>
                 format!(", {} FAILED", report.failed.len())
             }
         );
+        // The run's own {ts} (an import rewritten by a purge has another id).
+        let ts = store
+            .load_manifest(id)?
+            .labels
+            .get(import::LABEL_BACKUP_TS)
+            .cloned()
+            .unwrap_or_else(|| id.to_string());
         println!(
-            "hitkeep recover restore-backup -from {} -snapshot {id} ...",
+            "hitkeep recover restore-backup -from {} -snapshot {ts} ...",
             target.display()
         );
     }
