@@ -17,7 +17,9 @@
 //   wrong value. It opens sled twice per input, so it is slow.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
@@ -200,15 +202,43 @@ fn damaged_or<T>(r: Result<T, IndexError>) -> Result<T, ()> {
     })
 }
 
+/// Opens the index at `path`, waiting while a sled handle dropped just
+/// before still holds the folder's lock (sled's I/O threads release it a
+/// moment after the last handle goes).
+fn open_when_unlocked(path: &Path) -> (Index, IndexState) {
+    for _ in 0..2000 {
+        match Index::open(path, STORE_ID) {
+            Err(e @ IndexError::Sled { .. })
+                if e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other.expect("Index::open"),
+        }
+    }
+    panic!("{} stayed locked for 2 s", path.display());
+}
+
+/// A fresh folder under `scratch` for each input (a late sled thread of the
+/// previous input must not write into the next one's database); the
+/// previous input's folder is removed.
+fn fresh_index_path(scratch: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    if n > 0 {
+        let _ = std::fs::remove_dir_all(scratch.join(format!("index-{}", n - 1)));
+    }
+    let path = scratch.join(format!("index-{n}"));
+    let _ = std::fs::remove_dir_all(&path);
+    path
+}
+
 /// Writes the raw records of `data` into a sled database under `scratch`,
 /// opens it as an index and checks every read against the reference
-/// decoder. Leaves `scratch` empty.
+/// decoder.
 pub fn check_index_records(scratch: &Path, data: &[u8]) {
     let (flags, trees) = records_input(data);
-    let path = scratch.join("index");
-    if path.exists() {
-        std::fs::remove_dir_all(&path).expect("clear scratch");
-    }
+    let path = fresh_index_path(scratch);
     {
         let db = sled::Config::new()
             .path(&path)
@@ -239,7 +269,7 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
         db.flush().unwrap();
     }
     {
-        let (index, state) = Index::open(&path, STORE_ID).expect("Index::open");
+        let (index, state) = open_when_unlocked(&path);
         let ready = flags & 7 == 0;
         let empty = RawTrees::default();
         let trees = if ready {
@@ -289,5 +319,4 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
             "snapshots"
         );
     }
-    std::fs::remove_dir_all(&path).expect("clear scratch");
 }
