@@ -15,7 +15,7 @@
 //! | `chunks` | chunk id, 32 bytes | location record, 25 bytes (below) |
 //! | `packs` | pack id, 32 bytes | pack record, 12 bytes (below) |
 //! | `packno` | pack number, u32 **BE** (4 bytes) | pack id, 32 bytes |
-//! | `snapshots` | snapshot id, i64 **BE** (8 bytes, so keys sort by time) | manifest bytes, as given |
+//! | `snapshots` | snapshot id, i64 **BE** (8 bytes: ids from 1970 on sort by time; a negative id sorts after them all) | manifest bytes, as given |
 //!
 //! Location record (25 bytes, integers LE):
 //!
