@@ -3,24 +3,36 @@
 // Shared, like checks_format.rs, by the cargo-fuzz targets (through
 // fuzz/src/lib.rs) and by crates/cairn-index/tests/fuzz_corpus.rs.
 //
-// cairn-index decodes its 25-byte chunk location records and 12-byte pack
-// records inside `Index::lookup` and `Index::packs`; no public function takes
-// those bytes. Two targets reach them anyway:
-// - `index_roundtrip` builds arbitrary `PackEntry` lists from the input,
-//   stores them with `add_pack` and checks that `lookup`, `contains`,
-//   `packs` and `chunk_count` give back exactly what was stored, and that
-//   `remove_pack` forgets it all again;
-// - `index_records` writes raw key/value bytes into a sled database laid out
-//   like an index, opens it with `Index::open` and checks every decoding
-//   method against a reference decoder written from the record layout: a
-//   damaged record must give `IndexError::Damaged`, never a panic or a
-//   wrong value. It opens sled twice per input, so it is slow.
+// The index's record layout (25-byte chunk location records, 12-byte pack
+// records, pack number, id and snapshot keys) is a pure codec,
+// `cairn_index::record`. Each target has two checks over the same input:
+// - the codec check, which the fuzz target runs (no sled, so it is fast):
+//   `check_index_roundtrip_codec` encodes the values of the input, checks
+//   the bytes against a reference encoder written from the layout, decodes
+//   them back to the same values and encodes deterministically;
+//   `check_index_records_codec` decodes arbitrary bytes as every record
+//   kind and checks the result against a reference decoder written from the
+//   layout (accepted exactly when it accepts, same values, re-encodes to
+//   the same bytes, a rejection names the record kind);
+// - the sled check, which the corpus replay test runs on every corpus file
+//   as well (it opens sled, so it is far too slow to fuzz with):
+//   `check_index_roundtrip` stores arbitrary `PackEntry` lists with
+//   `add_pack` and checks that `lookup`, `contains`, `packs` and
+//   `chunk_count` give back exactly what was stored, and that `remove_pack`
+//   forgets it all again; `check_index_records` writes raw key/value bytes
+//   into a sled database laid out like an index, opens it with
+//   `Index::open` and checks every decoding method against the reference
+//   decoder: a damaged record must give `IndexError::Damaged`, never a
+//   panic or a wrong value.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
+use cairn_index::record::{self, LocationRecord, PackRecord};
 use cairn_index::{ChunkLocation, Index, IndexError, IndexState, INDEX_VERSION};
 
 /// Store id used by every index these checks open.
@@ -30,17 +42,17 @@ pub const STORE_ID: [u8; 16] = *b"cairn-fuzz-store";
 /// bytes read as zero.
 struct Input<'a>(&'a [u8]);
 
-impl Input<'_> {
-    fn take(&mut self, n: usize) -> Vec<u8> {
+impl<'a> Input<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
         let n = n.min(self.0.len());
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
-        head.to_vec()
+        head
     }
     fn bytes<const N: usize>(&mut self) -> [u8; N] {
         let mut out = [0u8; N];
         let head = self.take(N);
-        out[..head.len()].copy_from_slice(&head);
+        out[..head.len()].copy_from_slice(head);
         out
     }
     fn u8(&mut self) -> u8 {
@@ -54,14 +66,17 @@ impl Input<'_> {
 /// Decodes the `index_roundtrip` input: pack id (32 bytes), pack length
 /// (u64 LE), then entries of 22 bytes: id byte (the chunk id is 32 copies
 /// of it, so ids repeat), kind byte (odd = meta), frame offset u64, frame
-/// length, offset and length u32, all LE.
-pub fn roundtrip_input(data: &[u8]) -> (PackId, u64, Vec<PackEntry>) {
+/// length, offset and length u32, all LE. The entries are read as the
+/// iterator is advanced.
+fn roundtrip_parts(data: &[u8]) -> (PackId, u64, impl Iterator<Item = PackEntry> + '_) {
     let mut input = Input(data);
     let pack = PackId(input.bytes());
     let pack_len = u64::from_le_bytes(input.bytes());
-    let mut entries = Vec::new();
-    while !input.is_empty() {
-        entries.push(PackEntry {
+    let entries = std::iter::from_fn(move || {
+        if input.is_empty() {
+            return None;
+        }
+        Some(PackEntry {
             id: ChunkId([input.u8(); 32]),
             kind: if input.u8() & 1 == 1 {
                 BlobKind::Meta
@@ -72,9 +87,15 @@ pub fn roundtrip_input(data: &[u8]) -> (PackId, u64, Vec<PackEntry>) {
             frame_len: u32::from_le_bytes(input.bytes()),
             offset: u32::from_le_bytes(input.bytes()),
             len: u32::from_le_bytes(input.bytes()),
-        });
-    }
+        })
+    });
     (pack, pack_len, entries)
+}
+
+/// The `index_roundtrip` input with all its entries (see `roundtrip_parts`).
+pub fn roundtrip_input(data: &[u8]) -> (PackId, u64, Vec<PackEntry>) {
+    let (pack, pack_len, entries) = roundtrip_parts(data);
+    (pack, pack_len, entries.collect())
 }
 
 /// Stores the pack of `data` in `index` (which must hold no pack), checks
@@ -142,26 +163,41 @@ struct RawTrees {
     snapshots: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
-/// Decodes the `index_records` input: a flags byte (bit 0: leave out the
+/// Reads the `index_records` input: a flags byte (bit 0: leave out the
 /// `complete` marker; bit 1: foreign store id; bit 2: wrong index
 /// version), then records: tree selector (low 2 bits: chunks, packs,
-/// packno, snapshots), key length, key, value length, value.
-fn records_input(data: &[u8]) -> (u8, RawTrees) {
+/// packno, snapshots), key length, key, value length, value. Gives the
+/// flags and the records (tree number, key, value) in input order.
+fn raw_records(data: &[u8]) -> (u8, impl Iterator<Item = (u8, &[u8], &[u8])>) {
     let mut input = Input(data);
     let flags = input.u8();
+    let records = std::iter::from_fn(move || {
+        if input.is_empty() {
+            return None;
+        }
+        let tree = input.u8() & 3;
+        let klen = input.u8() as usize;
+        let key = input.take(klen);
+        let vlen = input.u8() as usize;
+        let value = input.take(vlen);
+        Some((tree, key, value))
+    });
+    (flags, records)
+}
+
+/// The `index_records` input as the trees it fills (the last record of a
+/// key wins).
+fn records_input(data: &[u8]) -> (u8, RawTrees) {
+    let (flags, records) = raw_records(data);
     let mut trees = RawTrees::default();
-    while !input.is_empty() {
-        let tree = match input.u8() & 3 {
+    for (tree, key, value) in records {
+        let tree = match tree {
             0 => &mut trees.chunks,
             1 => &mut trees.packs,
             2 => &mut trees.packno,
             _ => &mut trees.snapshots,
         };
-        let klen = input.u8() as usize;
-        let key = input.take(klen);
-        let vlen = input.u8() as usize;
-        let value = input.take(vlen);
-        tree.insert(key, value);
+        tree.insert(key.to_vec(), value.to_vec());
     }
     (flags, trees)
 }
@@ -200,15 +236,43 @@ fn damaged_or<T>(r: Result<T, IndexError>) -> Result<T, ()> {
     })
 }
 
+/// Opens the index at `path`, waiting while a sled handle dropped just
+/// before still holds the folder's lock (sled's I/O threads release it a
+/// moment after the last handle goes).
+fn open_when_unlocked(path: &Path) -> (Index, IndexState) {
+    for _ in 0..2000 {
+        match Index::open(path, STORE_ID) {
+            Err(e @ IndexError::Sled { .. })
+                if e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other.expect("Index::open"),
+        }
+    }
+    panic!("{} stayed locked for 2 s", path.display());
+}
+
+/// A fresh folder under `scratch` for each input (a late sled thread of the
+/// previous input must not write into the next one's database); the
+/// previous input's folder is removed.
+fn fresh_index_path(scratch: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    if n > 0 {
+        let _ = std::fs::remove_dir_all(scratch.join(format!("index-{}", n - 1)));
+    }
+    let path = scratch.join(format!("index-{n}"));
+    let _ = std::fs::remove_dir_all(&path);
+    path
+}
+
 /// Writes the raw records of `data` into a sled database under `scratch`,
 /// opens it as an index and checks every read against the reference
-/// decoder. Leaves `scratch` empty.
+/// decoder.
 pub fn check_index_records(scratch: &Path, data: &[u8]) {
     let (flags, trees) = records_input(data);
-    let path = scratch.join("index");
-    if path.exists() {
-        std::fs::remove_dir_all(&path).expect("clear scratch");
-    }
+    let path = fresh_index_path(scratch);
     {
         let db = sled::Config::new()
             .path(&path)
@@ -239,7 +303,7 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
         db.flush().unwrap();
     }
     {
-        let (index, state) = Index::open(&path, STORE_ID).expect("Index::open");
+        let (index, state) = open_when_unlocked(&path);
         let ready = flags & 7 == 0;
         let empty = RawTrees::default();
         let trees = if ready {
@@ -289,5 +353,241 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
             "snapshots"
         );
     }
-    std::fs::remove_dir_all(&path).expect("clear scratch");
+}
+
+// ---------------------------------------------------------------------
+// The record codec (`cairn_index::record`), checked without sled.
+
+/// Reference: the little-endian unsigned integer of `b` (at most 8 bytes).
+fn le(b: &[u8]) -> u64 {
+    b.iter().rev().fold(0, |acc, &x| acc << 8 | u64::from(x))
+}
+
+/// Reference: the big-endian unsigned integer of `b` (at most 8 bytes).
+fn be(b: &[u8]) -> u64 {
+    b.iter().fold(0, |acc, &x| acc << 8 | u64::from(x))
+}
+
+/// Reference: writes `v` little-endian into all of `out`.
+fn put_le(out: &mut [u8], v: u64) {
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = (v >> (8 * i)) as u8;
+    }
+}
+
+/// Reference: writes `v` big-endian into all of `out`.
+fn put_be(out: &mut [u8], v: u64) {
+    let n = out.len();
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = (v >> (8 * (n - 1 - i))) as u8;
+    }
+}
+
+/// Reference decoder of a location record, from the layout: pack number
+/// u32, kind byte (0 data, 1 meta), frame offset u64, frame length,
+/// offset, length u32; LE; 25 bytes exactly.
+fn ref_location(b: &[u8]) -> Option<LocationRecord> {
+    if b.len() != 25 {
+        return None;
+    }
+    let kind = match b[4] {
+        0 => BlobKind::Data,
+        1 => BlobKind::Meta,
+        _ => return None,
+    };
+    Some(LocationRecord {
+        pack_no: le(&b[0..4]) as u32,
+        kind,
+        frame_offset: le(&b[5..13]),
+        frame_len: le(&b[13..17]) as u32,
+        offset: le(&b[17..21]) as u32,
+        len: le(&b[21..25]) as u32,
+    })
+}
+
+/// Reference encoder of a location record.
+fn ref_encode_location(r: &LocationRecord) -> [u8; 25] {
+    let mut out = [0u8; 25];
+    put_le(&mut out[0..4], r.pack_no.into());
+    out[4] = match r.kind {
+        BlobKind::Data => 0,
+        BlobKind::Meta => 1,
+    };
+    put_le(&mut out[5..13], r.frame_offset);
+    put_le(&mut out[13..17], r.frame_len.into());
+    put_le(&mut out[17..21], r.offset.into());
+    put_le(&mut out[21..25], r.len.into());
+    out
+}
+
+/// Reference decoder of a pack record: pack number u32, pack length u64,
+/// LE, 12 bytes exactly.
+fn ref_pack(b: &[u8]) -> Option<PackRecord> {
+    (b.len() == 12).then(|| PackRecord {
+        pack_no: le(&b[0..4]) as u32,
+        pack_len: le(&b[4..12]),
+    })
+}
+
+/// Reference encoder of a pack record.
+fn ref_encode_pack(r: &PackRecord) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    put_le(&mut out[0..4], r.pack_no.into());
+    put_le(&mut out[4..12], r.pack_len);
+    out
+}
+
+/// Reference encoder of a big-endian key of `N` bytes.
+fn ref_be_key<const N: usize>(v: u64) -> [u8; N] {
+    let mut out = [0u8; N];
+    put_be(&mut out, v);
+    out
+}
+
+/// The codec checks look at this many records (or entries) of an input at
+/// most: every one runs the same code on other values, and without a bound
+/// libFuzzer favours ever longer inputs for the new loop counts they reach
+/// (up to 64 KiB, thousands of records) and slows to a crawl. The sled
+/// checks still read the whole input.
+pub const CODEC_MAX_RECORDS: usize = 32;
+
+/// Decodes `b` as every record kind and checks each result against the
+/// reference decoder; what decodes must encode back to `b`.
+pub fn check_record_bytes(b: &[u8]) {
+    match ref_location(b) {
+        Some(r) => {
+            assert_eq!(record::decode_location(b), Ok(r), "location");
+            assert_eq!(record::encode_location(&r)[..], *b, "location bytes");
+        }
+        None => assert_eq!(record::decode_location(b), Err("chunk"), "location"),
+    }
+    assert_eq!(
+        record::location_pack_no(b),
+        (b.len() == 25).then(|| le(&b[0..4]) as u32),
+        "location pack number"
+    );
+    match ref_pack(b) {
+        Some(r) => {
+            assert_eq!(record::decode_pack(b), Ok(r), "pack record");
+            assert_eq!(record::encode_pack(&r)[..], *b, "pack record bytes");
+        }
+        None => assert_eq!(record::decode_pack(b), Err("pack"), "pack record"),
+    }
+    if b.len() == 4 {
+        let no = be(b) as u32;
+        assert_eq!(record::decode_pack_no(b), Ok(no), "pack number key");
+        assert_eq!(record::encode_pack_no(no)[..], *b, "pack number key bytes");
+    } else {
+        assert_eq!(record::decode_pack_no(b), Err("pack number"));
+    }
+    if b.len() == 32 {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(b);
+        assert_eq!(record::decode_pack_id(b), Ok(PackId(id)), "pack id");
+        assert_eq!(record::decode_chunk_id(b), Ok(ChunkId(id)), "chunk id");
+    } else {
+        assert_eq!(record::decode_pack_id(b), Err("pack"), "pack id");
+        assert_eq!(record::decode_chunk_id(b), Err("chunk"), "chunk id");
+    }
+    if b.len() == 8 {
+        let id = SnapshotId(be(b) as i64);
+        assert_eq!(record::decode_snapshot_key(b), Ok(id), "snapshot key");
+        assert_eq!(
+            record::encode_snapshot_key(id)[..],
+            *b,
+            "snapshot key bytes"
+        );
+    } else {
+        assert_eq!(record::decode_snapshot_key(b), Err("snapshot"));
+    }
+}
+
+/// The `index_records` codec check: the whole input (as given, and cut to
+/// the length of each record kind, so that the accepting paths are reached
+/// at once) and the key and value of each of its first
+/// `CODEC_MAX_RECORDS` records (see `raw_records`) are decoded as every
+/// record kind by `check_record_bytes`.
+pub fn check_index_records_codec(data: &[u8]) {
+    check_record_bytes(data);
+    for n in [4, 8, 12, 25, 32] {
+        if data.len() > n {
+            check_record_bytes(&data[..n]);
+        }
+    }
+    let (_, records) = raw_records(data);
+    for (_, key, value) in records.take(CODEC_MAX_RECORDS) {
+        check_record_bytes(key);
+        check_record_bytes(value);
+    }
+}
+
+/// The `index_roundtrip` codec check, on the input of `roundtrip_input`:
+/// the pack number is the first 4 bytes of the pack id (LE); each of the
+/// first `CODEC_MAX_RECORDS` entries gives a location record in that pack; snapshot ids are the pack length
+/// and every entry's frame offset, as i64. Each value is encoded twice
+/// (same bytes), the bytes equal the reference encoding, and they decode
+/// back to the value.
+pub fn check_index_roundtrip_codec(data: &[u8]) {
+    let (pack, pack_len, entries) = roundtrip_parts(data);
+    let pack_no = le(&pack.0[0..4]) as u32;
+
+    let rec = PackRecord { pack_no, pack_len };
+    let bytes = record::encode_pack(&rec);
+    assert_eq!(
+        bytes,
+        record::encode_pack(&rec),
+        "pack record deterministic"
+    );
+    assert_eq!(bytes, ref_encode_pack(&rec), "pack record layout");
+    assert_eq!(record::decode_pack(&bytes), Ok(rec), "pack record");
+
+    let key = record::encode_pack_no(pack_no);
+    assert_eq!(key, ref_be_key(pack_no.into()), "pack number key");
+    assert_eq!(record::decode_pack_no(&key), Ok(pack_no), "pack number key");
+    assert_eq!(record::decode_pack_id(&pack.0), Ok(pack), "pack id");
+
+    let mut snapshots = vec![SnapshotId(pack_len as i64)];
+    for e in entries.take(CODEC_MAX_RECORDS) {
+        let rec = LocationRecord {
+            pack_no,
+            kind: e.kind,
+            frame_offset: e.frame_offset,
+            frame_len: e.frame_len,
+            offset: e.offset,
+            len: e.len,
+        };
+        let bytes = record::encode_location(&rec);
+        assert_eq!(
+            bytes,
+            record::encode_location(&rec),
+            "location deterministic"
+        );
+        assert_eq!(bytes, ref_encode_location(&rec), "location layout");
+        assert_eq!(record::decode_location(&bytes), Ok(rec), "location");
+        assert_eq!(record::location_pack_no(&bytes), Some(pack_no));
+        assert_eq!(record::decode_chunk_id(&e.id.0), Ok(e.id), "chunk id");
+        snapshots.push(SnapshotId(e.frame_offset as i64));
+    }
+
+    for id in &snapshots {
+        let key = record::encode_snapshot_key(*id);
+        assert_eq!(
+            key,
+            record::encode_snapshot_key(*id),
+            "snapshot key deterministic"
+        );
+        assert_eq!(key, ref_be_key(id.0 as u64), "snapshot key layout");
+        assert_eq!(record::decode_snapshot_key(&key), Ok(*id), "snapshot key");
+    }
+    // sled lists snapshots in key order: for ids from 1970 on, that is
+    // time order.
+    for pair in snapshots.windows(2) {
+        if pair[0].0 >= 0 && pair[1].0 >= 0 {
+            assert_eq!(
+                record::encode_snapshot_key(pair[0]).cmp(&record::encode_snapshot_key(pair[1])),
+                pair[0].cmp(&pair[1]),
+                "snapshot key order"
+            );
+        }
+    }
 }

@@ -14,7 +14,11 @@
 //! - `chunks`: chunk id -> [`ChunkLocation`] (fixed 25-byte encoding);
 //! - `snapshots`: snapshot id (i64 BE) -> manifest bytes;
 //! - `files`: whole-file blake3 -> encoded file content (whole-file dedup).
+//!
+//! The byte layout of these records is in [`record`].
 #![deny(missing_docs)]
+
+pub mod record;
 
 use std::path::{Path, PathBuf};
 
@@ -85,8 +89,6 @@ pub struct Index {
     snapshots: sled::Tree,
     files: sled::Tree,
 }
-
-const LOC_LEN: usize = 25;
 
 impl Index {
     /// Opens (creating if needed) the index at `path` for the store
@@ -191,27 +193,25 @@ impl Index {
         let Some(v) = self.chunks.get(id.0).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        if v.len() != LOC_LEN {
-            return Err(self.damaged("chunk"));
-        }
-        let no = u32::from_le_bytes(v[0..4].try_into().expect("4"));
-        let Some(pack) = self.packno.get(no.to_be_bytes()).map_err(|e| self.err(e))? else {
+        // The pack is resolved before the rest of the record is decoded, so
+        // that a record damaged in several ways is named as it always was.
+        let no = record::location_pack_no(&v).ok_or_else(|| self.damaged("chunk"))?;
+        let Some(pack) = self
+            .packno
+            .get(record::encode_pack_no(no))
+            .map_err(|e| self.err(e))?
+        else {
             return Err(self.damaged("pack number"));
         };
-        let pack = PackId(pack.as_ref().try_into().map_err(|_| self.damaged("pack"))?);
-        let kind = match v[4] {
-            0 => BlobKind::Data,
-            1 => BlobKind::Meta,
-            _ => return Err(self.damaged("chunk")),
-        };
-        let u32_at = |o: usize| u32::from_le_bytes(v[o..o + 4].try_into().expect("4"));
+        let pack = record::decode_pack_id(&pack).map_err(|what| self.damaged(what))?;
+        let rec = record::decode_location(&v).map_err(|what| self.damaged(what))?;
         Ok(Some(ChunkLocation {
             pack,
-            kind,
-            frame_offset: u64::from_le_bytes(v[5..13].try_into().expect("8")),
-            frame_len: u32_at(13),
-            offset: u32_at(17),
-            len: u32_at(21),
+            kind: rec.kind,
+            frame_offset: rec.frame_offset,
+            frame_len: rec.frame_len,
+            offset: rec.offset,
+            len: rec.len,
         }))
     }
 
@@ -228,26 +228,25 @@ impl Index {
         }
         let no = self.db.generate_id().map_err(|e| self.err(e))? as u32;
         self.packno
-            .insert(no.to_be_bytes(), &pack.0)
+            .insert(record::encode_pack_no(no), &pack.0)
             .map_err(|e| self.err(e))?;
         let mut batch = sled::Batch::default();
         for e in entries {
-            let mut v = [0u8; LOC_LEN];
-            v[0..4].copy_from_slice(&no.to_le_bytes());
-            v[4] = match e.kind {
-                BlobKind::Data => 0,
-                BlobKind::Meta => 1,
-            };
-            v[5..13].copy_from_slice(&e.frame_offset.to_le_bytes());
-            v[13..17].copy_from_slice(&e.frame_len.to_le_bytes());
-            v[17..21].copy_from_slice(&e.offset.to_le_bytes());
-            v[21..25].copy_from_slice(&e.len.to_le_bytes());
+            let v = record::encode_location(&record::LocationRecord {
+                pack_no: no,
+                kind: e.kind,
+                frame_offset: e.frame_offset,
+                frame_len: e.frame_len,
+                offset: e.offset,
+                len: e.len,
+            });
             batch.insert(&e.id.0, &v);
         }
         self.chunks.apply_batch(batch).map_err(|e| self.err(e))?;
-        let mut rec = [0u8; 12];
-        rec[..4].copy_from_slice(&no.to_le_bytes());
-        rec[4..].copy_from_slice(&pack_len.to_le_bytes());
+        let rec = record::encode_pack(&record::PackRecord {
+            pack_no: no,
+            pack_len,
+        });
         self.packs.insert(pack.0, &rec).map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -258,20 +257,18 @@ impl Index {
         let Some(rec) = self.packs.remove(pack.0).map_err(|e| self.err(e))? else {
             return Ok(());
         };
-        if rec.len() != 12 {
-            return Err(self.damaged("pack"));
-        }
-        let no = &rec[..4];
+        let no = record::decode_pack(&rec)
+            .map_err(|what| self.damaged(what))?
+            .pack_no;
         for e in entries {
             if let Some(v) = self.chunks.get(e.id.0).map_err(|e| self.err(e))? {
-                if v.len() == LOC_LEN && &v[..4] == no {
+                if record::location_pack_no(&v) == Some(no) {
                     self.chunks.remove(e.id.0).map_err(|e| self.err(e))?;
                 }
             }
         }
-        let no = u32::from_le_bytes(no.try_into().expect("4"));
         self.packno
-            .remove(no.to_be_bytes())
+            .remove(record::encode_pack_no(no))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -282,16 +279,14 @@ impl Index {
         let Some(rec) = self.packs.get(pack.0).map_err(|e| self.err(e))? else {
             return Ok(Vec::new());
         };
-        if rec.len() != 12 {
-            return Err(self.damaged("pack"));
-        }
+        let no = record::decode_pack(&rec)
+            .map_err(|what| self.damaged(what))?
+            .pack_no;
         let mut out = Vec::new();
         for kv in self.chunks.iter() {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            if v.len() == LOC_LEN && v[..4] == rec[..4] {
-                out.push(ChunkId(
-                    k.as_ref().try_into().map_err(|_| self.damaged("chunk"))?,
-                ));
+            if record::location_pack_no(&v) == Some(no) {
+                out.push(record::decode_chunk_id(&k).map_err(|what| self.damaged(what))?);
             }
         }
         Ok(out)
@@ -307,11 +302,9 @@ impl Index {
         let mut out = Vec::new();
         for kv in self.packs.iter() {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            let id = PackId(k.as_ref().try_into().map_err(|_| self.damaged("pack"))?);
-            if v.len() != 12 {
-                return Err(self.damaged("pack"));
-            }
-            out.push((id, u64::from_le_bytes(v[4..12].try_into().expect("8"))));
+            let id = record::decode_pack_id(&k).map_err(|what| self.damaged(what))?;
+            let rec = record::decode_pack(&v).map_err(|what| self.damaged(what))?;
+            out.push((id, rec.pack_len));
         }
         Ok(out)
     }
@@ -324,7 +317,7 @@ impl Index {
     /// Records a snapshot's manifest bytes in the catalog.
     pub fn add_snapshot(&self, id: SnapshotId, manifest: &[u8]) -> Result<()> {
         self.snapshots
-            .insert(id.0.to_be_bytes(), manifest)
+            .insert(record::encode_snapshot_key(id), manifest)
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -332,7 +325,7 @@ impl Index {
     /// Drops a snapshot from the catalog.
     pub fn remove_snapshot(&self, id: SnapshotId) -> Result<()> {
         self.snapshots
-            .remove(id.0.to_be_bytes())
+            .remove(record::encode_snapshot_key(id))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -342,12 +335,8 @@ impl Index {
         let mut out = Vec::new();
         for kv in self.snapshots.iter() {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            let id = i64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| self.damaged("snapshot"))?,
-            );
-            out.push((SnapshotId(id), v.to_vec()));
+            let id = record::decode_snapshot_key(&k).map_err(|what| self.damaged(what))?;
+            out.push((id, v.to_vec()));
         }
         Ok(out)
     }

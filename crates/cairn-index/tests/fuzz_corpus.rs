@@ -1,7 +1,8 @@
 //! Replays the fuzz corpora of cairn-index (`fuzz/corpus/index_roundtrip/`
 //! and `fuzz/corpus/index_records/`) through the same checks the cargo-fuzz
 //! targets run (`fuzz/checks_index.rs`), so a plain `cargo test` exercises
-//! every saved input.
+//! every saved input: through the record codec checks the fuzz targets run,
+//! and through the sled-level checks, which open a real index.
 
 #[path = "../../../fuzz/checks_index.rs"]
 mod checks_index;
@@ -42,5 +43,21 @@ fn index_records_corpus() {
     for file in corpus_files("index_records") {
         let data = std::fs::read(&file).unwrap();
         checks_index::check_index_records(dir.path(), &data);
+    }
+}
+
+#[test]
+fn index_roundtrip_corpus_codec() {
+    for file in corpus_files("index_roundtrip") {
+        let data = std::fs::read(&file).unwrap();
+        checks_index::check_index_roundtrip_codec(&data);
+    }
+}
+
+#[test]
+fn index_records_corpus_codec() {
+    for file in corpus_files("index_records") {
+        let data = std::fs::read(&file).unwrap();
+        checks_index::check_index_records_codec(&data);
     }
 }
