@@ -52,6 +52,10 @@ pub const LOCK_FILE: &str = "lock";
 
 const RECORD_HEADER: &str = "cairn lock record v1";
 
+/// How long a lock held without a record is waited for even with no
+/// `--lock-wait`.
+const RECORDLESS_GRACE: Duration = Duration::from_millis(500);
+
 /// How to take the store lock when opening a store.
 #[derive(Clone, Debug, Default)]
 pub struct LockOptions {
@@ -205,8 +209,12 @@ impl StoreLock {
             .mode(0o644)
             .open(&path)
             .at(&path)?;
-        // No deadline if the wait is too long to add.
-        let deadline = Instant::now().checked_add(opts.wait);
+        // No deadline if the wait is too long to add. At least a short
+        // grace: a holder that has just taken the lock writes its record
+        // within milliseconds, and a process forked by this one (between
+        // fork and exec) holds a copy of a lock just released here.
+        let deadline = Instant::now().checked_add(opts.wait.max(RECORDLESS_GRACE));
+        let started = Instant::now();
         let mut pause = Duration::from_millis(10);
         loop {
             if try_flock(&file).at(&path)? {
@@ -214,7 +222,11 @@ impl StoreLock {
             }
             let now = Instant::now();
             let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
-            if left.is_zero() {
+            // Within the grace only a holder without a record is waited
+            // for; a named holder is reported at once (unless asked to wait).
+            let in_grace_only = now.duration_since(started) >= opts.wait
+                && !matches!(holder_of(&file), LockHolder::Unknown { .. });
+            if left.is_zero() || in_grace_only {
                 return Err(StoreError::Locked {
                     path: root.to_owned(),
                     holder: Box::new(holder_of(&file)),
