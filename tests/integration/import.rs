@@ -332,6 +332,26 @@ fn a_data_path_snapshot_after_a_newer_import_keeps_its_data_path_parent() {
     }
     let r = import(&s, &backup, &["--min-age", "0"]);
     assert_eq!(r["imported"][0]["snapshot"], newer);
+    // `latest` names the data-path snapshot, not the newer import, and an
+    // import is never restored in place into a data path.
+    let latest = parse_json(&s.ok(&["--json", "show", "latest"]));
+    assert_eq!(latest["id"], first["id"]);
+    let live = s.path("live");
+    copy_tree(&data, &live);
+    let before = tree_digest(&live);
+    let err = s.fails(&[
+        "restore",
+        "--snapshot",
+        newer,
+        "--data-path",
+        live.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(
+        err.contains("is an import") && err.contains("--as-hitkeep-backup"),
+        "{err}"
+    );
+    assert_eq!(tree_digest(&live), before, "the data path is untouched");
     // The next data-path snapshot compares with the data-path snapshot,
     // not the import: nothing is read again, no finding.
     let second = s.snapshot(&data);

@@ -70,7 +70,11 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
         prepared?
     };
     let mut record = drill::verify(prepared);
-    let store = open(cli)?;
+    // Recording waits for a snapshot or prune holding the store (an hour
+    // at most), so a long drill's result is not lost to a busy store.
+    let mut lock = crate::commands::lock_options(cli)?;
+    lock.wait = lock.wait.max(Duration::from_secs(3600));
+    let store = cairn_store::Store::open_with(crate::commands::store_path(cli)?, &lock)?;
     let saved = drill::save(&store, &mut record)?;
     if cli.json {
         let mut v = serde_json::to_value(&record)?;

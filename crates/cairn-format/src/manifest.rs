@@ -168,7 +168,18 @@ pub struct Boundary {
     pub findings: Vec<String>,
 }
 
+/// Manifest label marking an imported snapshot.
+pub const LABEL_IMPORT: &str = "import";
+/// Its value for HitKeep's built-in backups.
+pub const IMPORT_HITKEEP_BACKUP: &str = "hitkeep-backup";
+
 impl Manifest {
+    /// Whether the snapshot is an import of HitKeep's built-in backups
+    /// (its tree is the backup layout, not a data path).
+    pub fn is_backup_import(&self) -> bool {
+        self.labels.get(LABEL_IMPORT).map(String::as_str) == Some(IMPORT_HITKEEP_BACKUP)
+    }
+
     /// Encodes the manifest file.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
         envelope::encode(MANIFEST, self)

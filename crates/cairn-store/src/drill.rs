@@ -892,29 +892,34 @@ fn run_check(line: &str, timeout: Duration) -> std::result::Result<(), String> {
         .spawn()
         .map_err(|e| format!("could not run sh: {e}"))?;
     let mut stderr = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut out = Vec::new();
         let _ = stderr.read_to_end(&mut out);
-        out
+        let _ = tx.send(out);
     });
-    let deadline = Instant::now() + timeout;
+    // No deadline when the timeout is too long to add.
+    let deadline = Instant::now().checked_add(timeout);
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => break None,
+            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => break None,
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(format!("waiting for the check: {e}")),
         }
     };
+    // Whatever the shell left running in its group goes now (it would
+    // otherwise outlive the drill and hold stderr open).
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
     let Some(status) = status else {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status();
-        let _ = child.wait();
-        let _ = reader.join();
         return Err(format!("timed out after {:.0}s", timeout.as_secs_f64()));
     };
-    let err = reader.join().unwrap_or_default();
     if status.success() {
         return Ok(());
     }

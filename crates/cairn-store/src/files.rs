@@ -113,10 +113,18 @@ impl StoreFiles {
         pack::decode_trailer(&trailer, off).what(format!("pack {id}"))
     }
 
-    /// Resolves `latest` or an id to an existing snapshot.
+    /// Resolves `latest` or an id to an existing snapshot. `latest` is the
+    /// newest snapshot of a data path (imports of HitKeep's backups are
+    /// passed over), or the newest import when there is nothing else.
     pub fn resolve(&self, name: &str) -> Result<SnapshotId> {
         let ids = self.manifest_ids()?;
         if name == "latest" {
+            for id in ids.iter().rev() {
+                match self.load_manifest(*id) {
+                    Ok(m) if m.is_backup_import() => continue,
+                    _ => return Ok(*id),
+                }
+            }
             return ids.last().copied().ok_or(StoreError::UnknownSnapshot {
                 id: "latest (the store has no snapshots)".into(),
             });

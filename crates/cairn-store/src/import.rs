@@ -30,10 +30,7 @@ use crate::restore::{self, RestorePlan, RestoreReport};
 use crate::snapshot::{self, Progress, SnapshotOptions, SnapshotReport, SourceSpec};
 use crate::store::Store;
 
-/// Manifest label marking an imported snapshot.
-pub const LABEL_IMPORT: &str = "import";
-/// Its value for HitKeep's built-in backups.
-pub const IMPORT_HITKEEP_BACKUP: &str = "hitkeep-backup";
+pub use cairn_format::manifest::{IMPORT_HITKEEP_BACKUP, LABEL_IMPORT};
 /// Manifest label: the backup run's `{ts}` directory name.
 pub const LABEL_BACKUP_TS: &str = "hitkeep_backup_ts";
 /// Manifest label: the backup path it was imported from.
@@ -47,7 +44,7 @@ pub const EXPORT_COMPLETE_MARKER: &str = "load.sql";
 
 /// Whether a snapshot is an import of HitKeep's built-in backups.
 pub fn is_backup_import(m: &Manifest) -> bool {
-    m.labels.get(LABEL_IMPORT).map(String::as_str) == Some(IMPORT_HITKEEP_BACKUP)
+    m.is_backup_import()
 }
 
 /// What to import.

@@ -177,6 +177,12 @@ pub fn plan(
     opts: &RecoverOptions,
     stamp: String,
 ) -> Result<RecoverPlan> {
+    if manifest.is_backup_import() {
+        return Err(StoreError::Usage(format!(
+            "snapshot {} is an import of HitKeep's backups, not a data path; restore it with `restore --as-hitkeep-backup --target DIR`",
+            manifest.id
+        )));
+    }
     let files = restore::plan(store, manifest)?;
     if let Some((dir, why)) = files.failed.first() {
         // In place, a partial restore would mix snapshot and live files.
