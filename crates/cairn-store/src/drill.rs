@@ -226,7 +226,15 @@ pub fn prepare(
     let manifest = store.load_manifest(opts.snapshot)?;
     let (target, created_target) = make_target(opts.target.as_deref(), opts.snapshot)?;
     let mut not_restored = BTreeSet::new();
-    let (plan, restore_step) = match restore::plan(store, &manifest) {
+    // As the runbook restores (and `restore --data-path` without
+    // `--with-wal`): databases without their write-ahead logs, so the
+    // checks and --validate-cmd see what a real recovery would open.
+    let planned = restore::plan(store, &manifest).map(|mut p| {
+        p.files
+            .retain(|f| !matches!(f.class, cairn_format::EntryClass::Wal(_)));
+        p
+    });
+    let (plan, restore_step) = match planned {
         Err(e) => (
             RestorePlan::default(),
             finish_step(
