@@ -352,6 +352,31 @@ fn a_data_path_snapshot_after_a_newer_import_keeps_its_data_path_parent() {
         "{err}"
     );
     assert_eq!(tree_digest(&live), before, "the data path is untouched");
+    // A backup run from the very second of the data-path snapshot takes
+    // the next free second as its id, and still restores as that run.
+    let clash = first["id"].as_str().unwrap().to_string();
+    for d in export_dirs(&fixture, &run) {
+        let rel = d.strip_prefix(&fixture).unwrap();
+        let dest = backup.join(rel.parent().unwrap()).join(&clash);
+        copy_tree(&d, &dest);
+    }
+    let r = import(&s, &backup, &["--min-age", "0"]);
+    let clash_id: cairn_format::SnapshotId = clash.parse().unwrap();
+    let bumped = cairn_format::SnapshotId(clash_id.0 + 1).to_string();
+    assert_eq!(r["imported"][0]["snapshot"], bumped.as_str(), "{r}");
+    let out = s.path("written-back");
+    s.ok(&[
+        "restore",
+        "--as-hitkeep-backup",
+        "--snapshot",
+        &bumped,
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        out.join("shared").join(&clash).is_dir(),
+        "written back as its own run"
+    );
     // The next data-path snapshot compares with the data-path snapshot,
     // not the import: nothing is read again, no finding.
     let second = s.snapshot(&data);

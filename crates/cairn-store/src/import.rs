@@ -60,8 +60,11 @@ pub struct ImportOptions {
 /// One backup run: every export directory of one `{ts}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupRun {
-    /// `{ts}`, which becomes the snapshot id.
+    /// `{ts}` (kept in the snapshot's `hitkeep_backup_ts` label).
     pub ts: SnapshotId,
+    /// The snapshot id: `{ts}`, or the next free second when a snapshot
+    /// of the data path was taken in that very second.
+    pub id: SnapshotId,
     /// `shared/{ts}`, when present.
     pub shared: Option<PathBuf>,
     /// `(uuid, tenants/{uuid}/{ts})`, sorted by uuid.
@@ -185,18 +188,15 @@ pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
         from,
         ..ImportPlan::default()
     };
+    // A run's id is its `{ts}` unless a snapshot, another run's `{ts}` or
+    // an id given to an earlier run has it.
+    let run_ts: BTreeSet<SnapshotId> = runs.keys().copied().collect();
+    let mut given: BTreeSet<SnapshotId> = BTreeSet::new();
     for (ts, mut r) in runs {
         r.tenants.sort();
         let name = ts.to_string();
         if imported.contains(name.as_str()) {
             out.skipped.push((name, "already imported".to_string()));
-            continue;
-        }
-        if ids.contains(&ts) {
-            out.skipped.push((
-                name.clone(),
-                format!("snapshot {name} exists and is not an import of this backup run"),
-            ));
             continue;
         }
         if r.shared.is_none() {
@@ -232,6 +232,11 @@ pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
             ));
             continue;
         }
+        while ids.contains(&r.id) || given.contains(&r.id) || (r.id != ts && run_ts.contains(&r.id))
+        {
+            r.id = SnapshotId(r.id.0 + 1);
+        }
+        given.insert(r.id);
         out.runs.push(r);
     }
     Ok(out)
@@ -240,6 +245,7 @@ pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
 fn entry(runs: &mut BTreeMap<SnapshotId, BackupRun>, ts: SnapshotId) -> &mut BackupRun {
     runs.entry(ts).or_insert_with(|| BackupRun {
         ts,
+        id: ts,
         shared: None,
         tenants: Vec::new(),
     })
@@ -265,7 +271,7 @@ pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Res
             }],
             only: run.dirs().cloned().collect(),
             labels,
-            id: Some(run.ts),
+            id: Some(run.id),
             // Each run is self-contained; chunks dedup through the index.
             no_parent: true,
             ..SnapshotOptions::default()
