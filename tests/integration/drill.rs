@@ -270,7 +270,9 @@ fn a_failing_validate_cmd_fails_its_step() {
             .len(),
         1
     );
-    // A command without {db} is refused up front.
+    // A command without {db}, or with it quoted, is refused up front.
     let err = s.fails(&["drill", "--validate-cmd", "true"]);
     assert!(err.contains("{db}"), "{err}");
+    let err = s.fails(&["drill", "--validate-cmd", "test -f '{db}'"]);
+    assert!(err.contains("without quotes"), "{err}");
 }

@@ -220,6 +220,13 @@ pub fn prepare(
                 "--validate-cmd {cmd:?} does not contain {DB_PLACEHOLDER}, the database path it is run on"
             )));
         }
+        if cmd.contains(&format!("'{DB_PLACEHOLDER}'"))
+            || cmd.contains(&format!("\"{DB_PLACEHOLDER}\""))
+        {
+            return Err(StoreError::Usage(format!(
+                "--validate-cmd {cmd:?}: write {DB_PLACEHOLDER} without quotes (cairn quotes the path itself)"
+            )));
+        }
     }
     let started = Instant::now();
     let started_unix = now_unix();
@@ -361,10 +368,9 @@ pub fn verify(prepared: PreparedDrill) -> DrillRecord {
     let mut versions: Vec<String> = dbs.iter().filter_map(|d| d.library.clone()).collect();
     versions.sort();
     versions.dedup();
-    let kept = p.opts.keep;
-    if !kept {
-        remove_target(&p.target, p.created_target);
-    }
+    // `kept` says what is true afterwards: a directory that could not be
+    // removed is reported as kept, not silently left behind.
+    let kept = p.opts.keep || !remove_target(&p.target, p.created_target);
     let hitkeep_version = p
         .opts
         .hitkeep_version
@@ -387,23 +393,46 @@ pub fn verify(prepared: PreparedDrill) -> DrillRecord {
 }
 
 /// Removes what the drill restored: the directory if the drill made it,
-/// else its contents. Failures are ignored (a temp dir left behind).
-fn remove_target(target: &Path, created: bool) {
-    if created {
-        let _ = fs::remove_dir_all(target);
+/// else its contents. Directories restored read-only are made writable
+/// first if a removal fails. Returns whether everything is gone.
+fn remove_target(target: &Path, created: bool) -> bool {
+    let remove = || -> std::io::Result<()> {
+        if created {
+            return fs::remove_dir_all(target);
+        }
+        for e in fs::read_dir(target)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                fs::remove_dir_all(e.path())?;
+            } else {
+                fs::remove_file(e.path())?;
+            }
+        }
+        Ok(())
+    };
+    if remove().is_ok() {
+        return true;
+    }
+    make_dirs_writable(target);
+    remove().is_ok()
+}
+
+/// Adds owner write and search permission to every directory under
+/// `dir` (symlinks are not followed).
+fn make_dirs_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
         return;
     }
-    if let Ok(entries) = fs::read_dir(target) {
+    let mut perm = meta.permissions();
+    perm.set_mode(perm.mode() | 0o700);
+    let _ = fs::set_permissions(dir, perm);
+    if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
-            let path = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => {
-                    let _ = fs::remove_dir_all(&path);
-                }
-                _ => {
-                    let _ = fs::remove_file(&path);
-                }
-            }
+            make_dirs_writable(&e.path());
         }
     }
 }
