@@ -247,6 +247,15 @@ impl Ingest<'_, '_> {
             return Err(changed_error(path, "live header checksum mismatch"));
         }
         let block_size = headers.block_size();
+        // A checkpoint that finished between the size was taken and the
+        // header was read: the live header names blocks past the length
+        // being read. Read again with the new length.
+        let live = headers.live();
+        let needed = duckdb::HEADER_AREA
+            .saturating_add(live.block_count.saturating_mul(u64::from(block_size)));
+        if live.checksum_ok && needed > size && w.file().metadata().at(path)?.len() > size {
+            return Err(changed_error(path, "grew while its header was read"));
+        }
         let ranges: Vec<_> = duckdb::block_ranges(size, block_size).collect();
         let per_window = (WINDOW / block_size as usize).max(1);
         let chunk = self.config.chunking.duckdb_chunk;
