@@ -165,7 +165,6 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> anyhow::Result<ExitCode> {
     let opts = PruneOptions {
         max_unused_percent: a.max_unused,
         max_repack_bytes: a.max_repack_bytes,
-        ..PruneOptions::default()
     };
     let plan = prune::plan(&files, &opts)?;
     let report = if a.dry_run {

@@ -69,9 +69,6 @@ pub struct PruneOptions {
     /// At most this many live bytes are copied by rewrites (packs with the
     /// most dead bytes go first); fully dead packs are always deleted.
     pub max_repack_bytes: Option<u64>,
-    /// Packs that must hold no dead chunk afterwards, whatever the two
-    /// limits above say (purge).
-    pub strict_packs: HashSet<PackId>,
 }
 
 impl Default for PruneOptions {
@@ -79,7 +76,6 @@ impl Default for PruneOptions {
         Self {
             max_unused_percent: 5.0,
             max_repack_bytes: None,
-            strict_packs: HashSet::new(),
         }
     }
 }
@@ -323,6 +319,16 @@ impl PrunePlan {
     pub fn live(&self) -> &HashSet<ChunkId> {
         &self.live.chunks
     }
+    /// Every chunk some pack holds that no snapshot references, with its
+    /// pack.
+    pub fn unreferenced(&self) -> Vec<(PackId, ChunkId)> {
+        self.catalog
+            .packs
+            .iter()
+            .flat_map(|(pack, _, entries)| entries.iter().map(move |e| (*pack, e.id)))
+            .filter(|(_, id)| !self.live.chunks.contains(id))
+            .collect()
+    }
     fn sum(&self, action: PackAction, f: impl Fn(&PackUsage) -> u64) -> u64 {
         self.packs
             .iter()
@@ -423,8 +429,6 @@ fn choose_actions(packs: &mut [PackUsage], opts: &PruneOptions) {
     for (i, p) in packs.iter_mut().enumerate() {
         if p.live_chunks == 0 {
             p.action = PackAction::Delete;
-        } else if p.dead_chunks > 0 && opts.strict_packs.contains(&p.pack) {
-            p.action = PackAction::Rewrite;
         } else if p.dead_chunks > 0
             && p.dead_bytes as f64 * 100.0 > opts.max_unused_percent * p.len as f64
         {

@@ -425,18 +425,6 @@ pub fn rewrite(store: &Store, plan: &mut PurgePlan) -> Result<()> {
     Ok(())
 }
 
-/// The packs holding any of `chunks`.
-pub fn packs_holding(files: &StoreFiles, chunks: &HashSet<ChunkId>) -> Result<HashSet<PackId>> {
-    let mut out = HashSet::new();
-    for (id, _) in files.pack_files()? {
-        let t = files.read_trailer(&id)?;
-        if t.entries.iter().any(|e| chunks.contains(&e.id)) {
-            out.insert(id);
-        }
-    }
-    Ok(out)
-}
-
 /// The evidence after a purge.
 #[derive(Clone, Debug, Default)]
 pub struct PurgeProof {
@@ -478,7 +466,6 @@ pub fn prune_and_prove(
 ) -> Result<(PruneReport, PurgeProof)> {
     let opts = PruneOptions {
         max_unused_percent: 0.0,
-        strict_packs: packs_holding(files, plan.tenant_chunks())?,
         ..PruneOptions::default()
     };
     let prune_plan = prune::plan(files, &opts)?;
@@ -495,16 +482,12 @@ pub fn prune_and_prove(
             .count(),
         ..PurgeProof::default()
     };
-    for (id, _) in files.pack_files()? {
-        proof.packs_read += 1;
-        for e in files.read_trailer(&id)?.entries {
-            if !live.contains(&e.id) {
-                proof.still_stored.push((id, e.id));
-                if plan.tenant_chunks().contains(&e.id) {
-                    proof.tenant_still_stored += 1;
-                }
-            }
+    proof.packs_read = after.packs.len();
+    for (pack, chunk) in after.unreferenced() {
+        if plan.tenant_chunks().contains(&chunk) {
+            proof.tenant_still_stored += 1;
         }
+        proof.still_stored.push((pack, chunk));
     }
     Ok((report, proof))
 }
