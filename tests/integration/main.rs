@@ -13,6 +13,8 @@ mod import;
 mod lifecycle;
 mod live_capture;
 mod locking;
+mod remote;
 mod repair;
 mod restore_safety;
 mod roundtrip;
+mod s3_server;

@@ -993,12 +993,10 @@ pub fn save(store: &Store, record: &mut DrillRecord) -> Result<PathBuf> {
             .map_err(|e| StoreError::Usage(format!("drill record: {e}")))?;
         match atomic::write_file(&store.tmp_dir(), &path, &bytes, false) {
             Ok(()) => return Ok(path),
-            Err(StoreError::Io { cause, .. })
-                if cause.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
+            Err(e) if e.cause.kind() == std::io::ErrorKind::AlreadyExists => {
                 id = SnapshotId(id.0 + 1);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }

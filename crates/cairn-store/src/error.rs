@@ -163,6 +163,15 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
+impl From<cairn_remote::IoAt> for StoreError {
+    fn from(e: cairn_remote::IoAt) -> Self {
+        StoreError::Io {
+            path: e.path,
+            cause: e.cause,
+        }
+    }
+}
+
 /// Attaches a description to a decode result.
 pub(crate) trait FormatContext<T> {
     fn what(self, what: impl std::fmt::Display) -> Result<T>;

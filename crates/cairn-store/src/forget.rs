@@ -34,13 +34,14 @@ pub fn store_policy(store: &Store, policy: Option<&Policy>) -> Result<()> {
             &path,
             p.encode().as_bytes(),
             true,
-        ),
+        )?,
         None => match fs::remove_file(&path) {
-            Ok(()) => atomic::sync_dir(store.root()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).at(&path),
+            Ok(()) => atomic::sync_dir(store.root())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&path),
         },
     }
+    Ok(())
 }
 
 /// What `policy` does to the store's snapshots at unix time `now`.

@@ -7,7 +7,7 @@
 //! keeps the sled index (a cache) in step with packs and manifests.
 #![deny(missing_docs)]
 
-mod atomic;
+use cairn_remote::atomic;
 pub mod check;
 pub mod drill;
 mod error;
