@@ -8,9 +8,12 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about)]
 pub struct Cli {
-    /// The store directory.
-    #[arg(long, global = true, env = "CAIRN_STORE", value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    /// The store: a directory, file://PATH, or s3://BUCKET/PREFIX (remote
+    /// stores can be read: list, ls, show, stats, restore, check, drill).
+    #[arg(long, global = true, env = "CAIRN_STORE", value_name = "PATH|URL")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Print nothing but errors (and the requested data).
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -29,6 +32,44 @@ pub struct Cli {
     pub lock_wait: f64,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How to reach S3-compatible object storage. Each flag falls back to the
+/// usual AWS_* variable, then to HitKeep's HITKEEP_S3_* one.
+#[derive(Args, Debug, Clone)]
+pub struct S3Args {
+    /// S3 endpoint URL, e.g. http://127.0.0.1:8333 [env: AWS_ENDPOINT_URL,
+    /// HITKEEP_S3_ENDPOINT]
+    #[arg(long, global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [env: AWS_REGION, HITKEEP_S3_REGION; default us-east-1]
+    #[arg(long, global = true, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style requests (endpoint/bucket/key) or virtual-hosted ones
+    /// (bucket.endpoint/key); path style is the default with --s3-endpoint
+    #[arg(long, global = true, value_name = "BOOL")]
+    pub s3_path_style: Option<bool>,
+    /// S3 access key id [env: AWS_ACCESS_KEY_ID, HITKEEP_S3_ACCESS_KEY_ID]
+    #[arg(long, global = true, value_name = "KEY")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the variable: a flag shows in ps)
+    /// [env: AWS_SECRET_ACCESS_KEY, HITKEEP_S3_SECRET_ACCESS_KEY]
+    #[arg(long, global = true, value_name = "SECRET")]
+    pub s3_secret_access_key: Option<String>,
+    /// Retries of a failed S3 request (with exponential backoff) before
+    /// giving up
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_S3_RETRIES",
+        default_value_t = 5,
+        value_name = "N"
+    )]
+    pub s3_retries: usize,
+    /// Where a remote store's local index cache lives [default:
+    /// $XDG_CACHE_HOME/cairn or ~/.cache/cairn]
+    #[arg(long, global = true, env = "CAIRN_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The commands.
@@ -346,7 +387,7 @@ pub enum RecoverAction {
 pub struct RestoreBackupArgs {
     /// The cairn store to restore from (or --store / CAIRN_STORE).
     #[arg(long, value_name = "STORE")]
-    pub from: Option<PathBuf>,
+    pub from: Option<String>,
     /// Snapshot id (2026-03-08T120000Z) or `latest`.
     #[arg(long)]
     pub snapshot: String,

@@ -41,16 +41,19 @@ fn store_failed(store: &std::path::Path, e: StoreError) -> ExitCode {
 
 /// `cairn check`.
 pub fn check(cli: &Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let Some(path) = &cli.store else {
-        return Ok(could_not_run(
-            "no store given: pass --store PATH or set CAIRN_STORE",
-        ));
+    let files = match crate::commands::store_location(cli)
+        .and_then(|loc| crate::commands::store_files(cli, &loc))
+    {
+        Ok(f) => f,
+        Err(e) => return Ok(could_not_run(format!("{e:#}"))),
     };
     let lock = match crate::commands::lock_options(cli) {
         Ok(l) => l,
         Err(e) => return Ok(could_not_run(format!("{e:#}"))),
     };
-    let store = match Store::open_with(path, &lock) {
+    let path = files.root().to_owned();
+    let path = &path;
+    let store = match Store::open_files(files, &lock) {
         Ok(s) => s,
         Err(e) => return Ok(store_failed(path, e)),
     };

@@ -70,19 +70,31 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
         prepared?
     };
     let mut record = drill::verify(prepared);
-    // Recording waits for a snapshot or prune holding the store (an hour
-    // at most), so a long drill's result is not lost to a busy store.
-    let mut lock = crate::commands::lock_options(cli)?;
-    lock.wait = lock.wait.max(Duration::from_secs(3600));
-    let store = cairn_store::Store::open_with(crate::commands::store_path(cli)?, &lock)?;
-    let saved = drill::save(&store, &mut record)?;
+    // A drill of a remote store (restoring from off-host) is run and
+    // reported, but not recorded: cairn writes remote stores only by
+    // replicating to them.
+    let saved = match crate::commands::store_location(cli)? {
+        cairn_remote::Location::Local(path) => {
+            // Recording waits for a snapshot or prune holding the store
+            // (an hour at most), so a long drill's result is not lost to a
+            // busy store.
+            let mut lock = crate::commands::lock_options(cli)?;
+            lock.wait = lock.wait.max(Duration::from_secs(3600));
+            let store = cairn_store::Store::open_with(&path, &lock)?;
+            Some(drill::save(&store, &mut record)?)
+        }
+        cairn_remote::Location::S3(_) => None,
+    };
     if cli.json {
         let mut v = serde_json::to_value(&record)?;
         v["record_path"] = json!(saved);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if !cli.quiet {
         print_record(&record);
-        println!("recorded as {}", saved.display());
+        match &saved {
+            Some(p) => println!("recorded as {}", p.display()),
+            None => println!("not recorded: the store is remote (record drills in the local store)"),
+        }
     }
     Ok(if record.passed {
         ExitCode::SUCCESS

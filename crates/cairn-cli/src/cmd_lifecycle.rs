@@ -160,7 +160,7 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> anyhow::Result<ExitCode> {
             a.max_unused
         );
     }
-    let files = StoreFiles::open(store_path(cli)?)?;
+    let files = StoreFiles::open(&store_path(cli)?)?;
     let _prune_lock = prune::prune_lock(&files)?;
     let opts = PruneOptions {
         max_unused_percent: a.max_unused,
@@ -281,7 +281,7 @@ fn print_prune(cli: &Cli, plan: &PrunePlan, report: Option<&PruneReport>) {
 
 pub fn purge_tenant(cli: &Cli, a: &PurgeTenantArgs) -> anyhow::Result<ExitCode> {
     purge::check_tenant_id(&a.tenant)?;
-    let files = StoreFiles::open(store_path(cli)?)?;
+    let files = StoreFiles::open(&store_path(cli)?)?;
     let _prune_lock = prune::prune_lock(&files)?;
     let started = now();
     let mut plan = {

@@ -11,7 +11,8 @@ use cairn_store::recover::{self, Action, RecoverOptions, Scope};
 use cairn_store::restore::{self, RestoreOptions};
 use cairn_store::snapshot::{self, SnapshotOptions};
 use cairn_store::{hitkeep, HitkeepPaths};
-use cairn_store::{stats, LockOptions, Store};
+use cairn_remote::{Location, S3Flags};
+use cairn_store::{stats, LockOptions, Store, StoreError, StoreFiles};
 
 use crate::args::{
     Cli, IndexAction, IndexArgs, InitArgs, LsArgs, RecoverAction, RecoverArgs, RestoreArgs,
@@ -19,22 +20,53 @@ use crate::args::{
 };
 use crate::progress::Bar;
 
-pub fn store_path(cli: &Cli) -> anyhow::Result<&std::path::Path> {
+/// Parses a store location as the command line and environment say.
+pub fn location(cli: &Cli, text: &str) -> anyhow::Result<Location> {
+    let flags = S3Flags {
+        endpoint: cli.s3.s3_endpoint.clone(),
+        region: cli.s3.s3_region.clone(),
+        path_style: cli.s3.s3_path_style,
+        access_key_id: cli.s3.s3_access_key_id.clone(),
+        secret_access_key: cli.s3.s3_secret_access_key.clone(),
+    };
+    Ok(Location::parse(text, &flags, &|k| std::env::var(k).ok())?)
+}
+
+/// The `--store` location.
+pub fn store_location(cli: &Cli) -> anyhow::Result<Location> {
     match &cli.store {
-        Some(p) => Ok(p),
+        Some(s) => location(cli, s),
         None => bail!("no store given: pass --store PATH or set CAIRN_STORE"),
     }
 }
 
-/// How this command takes the store lock: `--lock-wait`, and its name in
-/// the lock record (`snapshot`, `index rebuild`).
-pub fn lock_options(cli: &Cli) -> anyhow::Result<LockOptions> {
-    let wait = std::time::Duration::try_from_secs_f64(cli.lock_wait)
-        .with_context(|| format!("--lock-wait {}: not a number of seconds", cli.lock_wait))?;
-    let mut names = Vec::new();
+/// How hard S3 requests are retried.
+pub fn retry_policy(cli: &Cli) -> cairn_remote::RetryPolicy {
+    cairn_remote::RetryPolicy {
+        max_retries: cli.s3.s3_retries,
+        ..Default::default()
+    }
+}
+
+/// The `--store` path, for commands that change a store (they refuse a
+/// remote one).
+pub fn store_path(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    match store_location(cli)? {
+        Location::Local(p) => Ok(p),
+        Location::S3(s) => Err(StoreError::RemoteReadOnly {
+            location: s.url(),
+            what: format!("`cairn {}`", command_name()),
+        }
+        .into()),
+    }
+}
+
+/// The subcommand's name (`prune`, `index rebuild`).
+fn command_name() -> String {
     let matches = <Cli as clap::CommandFactory>::command().try_get_matches_from(
         crate::args::normalize_go_flags(std::env::args_os().collect()),
     );
+    let mut names = Vec::new();
     if let Ok(m) = &matches {
         let mut m = m;
         while let Some((name, sub)) = m.subcommand() {
@@ -42,32 +74,68 @@ pub fn lock_options(cli: &Cli) -> anyhow::Result<LockOptions> {
             m = sub;
         }
     }
+    names.join(" ")
+}
+
+/// Where remote stores keep their local index cache.
+fn cache_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(d) = &cli.s3.cache_dir {
+        return Ok(d.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(std::path::PathBuf::from(x).join("cairn"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(std::path::PathBuf::from(h).join(".cache").join("cairn")),
+        None => bail!("no cache directory for a remote store: set --cache-dir or CAIRN_CACHE_DIR"),
+    }
+}
+
+/// The files of the store at `loc`, local or remote, without a lock.
+pub fn store_files(cli: &Cli, loc: &Location) -> anyhow::Result<StoreFiles> {
+    Ok(match loc {
+        Location::Local(p) => StoreFiles::open(p)?,
+        remote => {
+            let backend = cairn_remote::open(remote, &retry_policy(cli))?;
+            StoreFiles::open_remote(backend, &cache_dir(cli)?)?
+        }
+    })
+}
+
+/// How this command takes the store lock: `--lock-wait`, and its name in
+/// the lock record (`snapshot`, `index rebuild`).
+pub fn lock_options(cli: &Cli) -> anyhow::Result<LockOptions> {
+    let wait = std::time::Duration::try_from_secs_f64(cli.lock_wait)
+        .with_context(|| format!("--lock-wait {}: not a number of seconds", cli.lock_wait))?;
+    let name = command_name();
     Ok(LockOptions {
         wait,
-        command: (!names.is_empty()).then(|| names.join(" ")),
+        command: (!name.is_empty()).then_some(name),
     })
 }
 
 /// Opens the store, taking its lock as the command line says, and prints
 /// the lock's warnings (a stale lock cleared, another host's record).
 pub fn open_locked(cli: &Cli) -> anyhow::Result<Store> {
-    open_locked_at(cli, store_path(cli)?)
+    open_locked_at(cli, &store_location(cli)?)
 }
 
-fn open_locked_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
-    let store = Store::open_with(path, &lock_options(cli)?)?;
+fn open_locked_at(cli: &Cli, loc: &Location) -> anyhow::Result<Store> {
+    let store = Store::open_files(store_files(cli, loc)?, &lock_options(cli)?)?;
     for w in store.lock().warnings() {
         eprintln!("cairn: warning: {w}");
     }
     Ok(store)
 }
 
+/// Opens the store (local or remote) and reports what opening did to its
+/// index.
 pub fn open(cli: &Cli) -> anyhow::Result<Store> {
-    open_at(cli, store_path(cli)?)
+    open_at(cli, &store_location(cli)?)
 }
 
-fn open_at(cli: &Cli, path: &std::path::Path) -> anyhow::Result<Store> {
-    let store = open_locked_at(cli, path)?;
+fn open_at(cli: &Cli, loc: &Location) -> anyhow::Result<Store> {
+    let store = open_locked_at(cli, loc)?;
     let sync = store.index_sync();
     if !cli.quiet && (sync.rebuilt || sync.packs_added > 0) {
         eprintln!(
@@ -100,7 +168,7 @@ pub fn print_json(v: &serde_json::Value) {
 
 pub fn init(cli: &Cli, a: &InitArgs) -> anyhow::Result<ExitCode> {
     let path = store_path(cli)?;
-    let cfg = Store::init_with(path, |c| {
+    let cfg = Store::init_with(&path, |c| {
         c.chunking.duckdb_chunk = a.duckdb_chunk_kib.saturating_mul(1024)
     })?;
     if cli.json {
@@ -498,11 +566,11 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
 pub fn recover(cli: &Cli, a: &RecoverArgs) -> anyhow::Result<ExitCode> {
     match &a.action {
         RecoverAction::RestoreBackup(r) => {
-            let path = match (&r.from, &cli.store) {
-                (Some(p), _) | (None, Some(p)) => p.clone(),
+            let loc = match (&r.from, &cli.store) {
+                (Some(p), _) | (None, Some(p)) => location(cli, p)?,
                 (None, None) => bail!("no store given: pass -from STORE"),
             };
-            let store = open_at(cli, &path)?;
+            let store = open_at(cli, &loc)?;
             let id = store.resolve(&r.snapshot)?;
             let opts = RecoverOptions {
                 snapshot: id,

@@ -23,7 +23,6 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -833,11 +832,20 @@ fn read_pack(store: &Store, id: &PackId, len: u64, progress: &dyn Progress) -> P
         path: path.clone(),
         cause: e,
     };
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            out.unreadable = Some(io_err(e));
-            return out;
+    let mut source: Box<dyn Read + Send> = if store.files().remote().is_some() {
+        Box::new(RemotePackRead {
+            files: store.files(),
+            id: *id,
+            pos: 0,
+            len,
+        })
+    } else {
+        match File::open(&path) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                out.unreadable = Some(io_err(e));
+                return out;
+            }
         }
     };
     // Frames in pack order; the chunks of a frame stay together.
@@ -855,7 +863,7 @@ fn read_pack(store: &Store, id: &PackId, len: u64, progress: &dyn Progress) -> P
     }
 
     let mut seq = SeqRead {
-        file: &file,
+        source: &mut source,
         len,
         buf: Vec::with_capacity(READ_SIZE * 2),
         buf_off: 0,
@@ -890,9 +898,8 @@ fn read_pack(store: &Store, id: &PackId, len: u64, progress: &dyn Progress) -> P
                     verify_frame(&buf[s..s + flen], f)
                 } else {
                     // Frames overlap (a forged trailer): read it again.
-                    let mut b = vec![0u8; flen];
-                    match file.read_exact_at(&mut b, start) {
-                        Ok(()) => verify_frame(&b, f),
+                    match store.files().read_pack_range(id, start, flen as u64) {
+                        Ok(b) => verify_frame(&b, f),
                         Err(e) => f
                             .iter()
                             .map(|c| (c.id, format!("frame unreadable: {e}")))
@@ -950,9 +957,34 @@ fn verify_frame(frame: &[u8], chunks: &[PackEntry]) -> Vec<(ChunkId, String)> {
         .collect()
 }
 
+/// A remote pack read front to back by ranged requests of
+/// [`READ_SIZE`] (never the whole pack in memory).
+struct RemotePackRead<'a> {
+    files: &'a crate::StoreFiles,
+    id: PackId,
+    pos: u64,
+    len: u64,
+}
+
+impl Read for RemotePackRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = (buf.len() as u64).min(READ_SIZE as u64).min(self.len - self.pos);
+        if want == 0 {
+            return Ok(0);
+        }
+        let bytes = self
+            .files
+            .read_pack_range(&self.id, self.pos, want)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        self.pos += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+}
+
 /// A front-to-back reader that hashes everything it reads.
 struct SeqRead<'a> {
-    file: &'a File,
+    source: &'a mut dyn Read,
     len: u64,
     buf: Vec<u8>,
     buf_off: u64,
@@ -974,7 +1006,7 @@ impl SeqRead<'_> {
             let want = (self.len - at).min(READ_SIZE as u64).max(end - at);
             let old = self.buf.len();
             self.buf.reserve(want as usize);
-            let n = (&mut &*self.file).take(want).read_to_end(&mut self.buf)?;
+            let n = (&mut *self.source).take(want).read_to_end(&mut self.buf)?;
             if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

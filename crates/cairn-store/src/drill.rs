@@ -980,6 +980,7 @@ fn run_check(line: &str, timeout: Duration) -> std::result::Result<(), String> {
 /// `STORE/drills/<id>.json`, never replacing one (a drill starting in the
 /// same second takes the next free second). Returns the record's path.
 pub fn save(store: &Store, record: &mut DrillRecord) -> Result<PathBuf> {
+    store.files().require_local("storing a drill record")?;
     let dir = store.root().join(DRILLS_DIR);
     if !dir.is_dir() {
         fs::create_dir_all(&dir).at(&dir)?;

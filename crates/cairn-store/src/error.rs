@@ -22,6 +22,17 @@ pub enum StoreError {
         /// The path.
         path: PathBuf,
     },
+    /// A command that changes a store was given a remote one.
+    #[error("{location} is a remote store: {what} works on a local store (remote stores are written by `cairn replicate`)")]
+    RemoteReadOnly {
+        /// The store's URL.
+        location: String,
+        /// What was refused.
+        what: String,
+    },
+    /// Reading or writing a remote store (or a replica) failed.
+    #[error(transparent)]
+    Remote(#[from] cairn_remote::RemoteError),
     /// A file system operation failed.
     // The cause is part of the message and deliberately not exposed as
     // `source()`, so an error chain printer does not repeat it.

@@ -1,12 +1,22 @@
-//! The store's files as they are on disk, read without the store lock:
-//! config, pack files and their trailers, manifests. Everything here is
-//! immutable once written (packs and manifests are only ever added or
-//! removed whole), which is what lets `prune` plan while snapshots run.
+//! The store's files, read without the store lock: config, pack files and
+//! their trailers, manifests. Everything here is immutable once written
+//! (packs and manifests are only ever added or removed whole), which is
+//! what lets `prune` plan while snapshots run.
+//!
+//! A local store is read with plain file calls. A remote store (object
+//! storage) is read through its [`Backend`], by whole objects or byte
+//! ranges; its local state (the index cache, the lock of that cache) lives
+//! in a cache directory named by the store id, which [`root`] then names.
+//!
+//! [`root`]: StoreFiles::root
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_remote::{Backend, RemoteError};
 
 use cairn_format::pack::{self, PackTrailer};
 use cairn_format::{Manifest, PackId, SnapshotId, StoreConfig};
@@ -18,6 +28,20 @@ use crate::error::{FormatContext, IoContext, Result, StoreError};
 pub struct StoreFiles {
     root: PathBuf,
     config: StoreConfig,
+    remote: Option<Arc<dyn Backend>>,
+}
+
+/// How many bytes of a remote pack's end are fetched at once to find its
+/// trailer (one request for most packs).
+const TAIL_FETCH: u64 = 256 * 1024;
+
+/// Object names inside a store.
+pub(crate) fn pack_name(id: &PackId) -> String {
+    format!("packs/{}.pack", id.to_hex())
+}
+
+pub(crate) fn manifest_name(id: SnapshotId) -> String {
+    format!("snapshots/{id}")
 }
 
 impl StoreFiles {
@@ -37,12 +61,60 @@ impl StoreFiles {
         Ok(Self {
             root: path.to_owned(),
             config,
+            remote: None,
         })
     }
 
-    /// The store root.
+    /// Reads the config of the store `backend` holds; its local state goes
+    /// to `cache/<store id>/`.
+    pub fn open_remote(backend: Arc<dyn Backend>, cache: &Path) -> Result<Self> {
+        let bytes = match backend.get("config") {
+            Ok(b) => b,
+            Err(RemoteError::NotFound { .. }) => {
+                return Err(StoreError::NotAStore {
+                    path: PathBuf::from(backend.location()),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config = StoreConfig::decode(&bytes).what(backend.object_location("config"))?;
+        let root = cache.join(hex::encode(config.store_id));
+        fs::create_dir_all(&root).at(&root)?;
+        Ok(Self {
+            root,
+            config,
+            remote: Some(backend),
+        })
+    }
+
+    /// The store root; for a remote store, its local cache directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The backend of a remote store.
+    pub fn remote(&self) -> Option<&Arc<dyn Backend>> {
+        self.remote.as_ref()
+    }
+
+    /// Where the store is, for messages: its path or URL.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(b) => b.location(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// Fails for a remote store: `what` changes a store, and cairn changes
+    /// remote stores only by replicating to them.
+    pub fn require_local(&self, what: &str) -> Result<()> {
+        match &self.remote {
+            None => Ok(()),
+            Some(b) => Err(StoreError::RemoteReadOnly {
+                location: b.location(),
+                what: what.to_string(),
+            }),
+        }
     }
 
     /// The config.
@@ -63,6 +135,16 @@ impl StoreFiles {
 
     /// Every pack file on disk with its length.
     pub fn pack_files(&self) -> Result<BTreeMap<PackId, u64>> {
+        if let Some(b) = &self.remote {
+            return Ok(b
+                .list("packs")?
+                .into_iter()
+                .filter_map(|o| {
+                    let id = o.name.strip_suffix(".pack")?.parse::<PackId>().ok()?;
+                    Some((id, o.size))
+                })
+                .collect());
+        }
         let dir = self.root.join("packs");
         let mut out = BTreeMap::new();
         for e in fs::read_dir(&dir).at(&dir)? {
@@ -81,6 +163,13 @@ impl StoreFiles {
 
     /// Every manifest file on disk.
     pub fn manifest_ids(&self) -> Result<BTreeSet<SnapshotId>> {
+        if let Some(b) = &self.remote {
+            return Ok(b
+                .list("snapshots")?
+                .into_iter()
+                .filter_map(|o| o.name.parse().ok())
+                .collect());
+        }
         let dir = self.root.join("snapshots");
         let mut out = BTreeSet::new();
         for e in fs::read_dir(&dir).at(&dir)? {
@@ -94,6 +183,13 @@ impl StoreFiles {
 
     /// Reads and decodes a pack's trailer (and checks its header).
     pub fn read_trailer(&self, id: &PackId) -> Result<PackTrailer> {
+        if let Some(b) = &self.remote {
+            let name = pack_name(id);
+            let len = b.size(&name)?.ok_or_else(|| RemoteError::NotFound {
+                location: b.object_location(&name),
+            })?;
+            return self.read_remote_trailer(b.as_ref(), id, len);
+        }
         let path = self.pack_path(id);
         let f = File::open(&path).at(&path)?;
         let len = f.metadata().at(&path)?.len();
@@ -111,6 +207,76 @@ impl StoreFiles {
         let mut trailer = vec![0u8; tlen as usize];
         f.read_exact_at(&mut trailer, off).at(&path)?;
         pack::decode_trailer(&trailer, off).what(format!("pack {id}"))
+    }
+
+    /// [`read_trailer`](Self::read_trailer) of a remote pack of known
+    /// length: its header, then its tail (one request unless the trailer
+    /// is longer than [`TAIL_FETCH`]).
+    pub(crate) fn read_remote_trailer(
+        &self,
+        b: &dyn Backend,
+        id: &PackId,
+        len: u64,
+    ) -> Result<PackTrailer> {
+        let name = pack_name(id);
+        let what = || format!("pack {id}");
+        if len < pack::HEADER_LEN + pack::FOOTER_LEN {
+            return Err(cairn_format::FormatError::Truncated { what: "pack" }).what(what());
+        }
+        let header = b.get_range(&name, 0..pack::HEADER_LEN)?;
+        pack::check_header(&header).what(what())?;
+        let tail_start = len.saturating_sub(TAIL_FETCH).max(pack::HEADER_LEN);
+        let tail = b.get_range(&name, tail_start..len)?;
+        let footer = &tail[tail.len() - pack::FOOTER_LEN as usize..];
+        let (off, tlen) = pack::trailer_location(len, footer).what(what())?;
+        let trailer = if off >= tail_start {
+            let start = (off - tail_start) as usize;
+            tail[start..start + tlen as usize].to_vec()
+        } else {
+            b.get_range(&name, off..off + tlen)?
+        };
+        pack::decode_trailer(&trailer, off).what(what())
+    }
+
+    /// `len` bytes of a pack from `offset` (a frame, for the reader).
+    pub fn read_pack_range(&self, id: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if let Some(b) = &self.remote {
+            return Ok(b.get_range(&pack_name(id), offset..offset + len)?);
+        }
+        let path = self.pack_path(id);
+        let f = File::open(&path).at(&path)?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, offset).at(&path)?;
+        Ok(buf)
+    }
+
+    /// A whole pack's bytes.
+    pub fn read_pack(&self, id: &PackId) -> Result<Vec<u8>> {
+        if let Some(b) = &self.remote {
+            return Ok(b.get(&pack_name(id))?);
+        }
+        let path = self.pack_path(id);
+        fs::read(&path).at(&path)
+    }
+
+    /// A manifest's stored bytes.
+    pub fn manifest_bytes(&self, id: SnapshotId) -> Result<Vec<u8>> {
+        let found = match &self.remote {
+            Some(b) => match b.get(&manifest_name(id)) {
+                Ok(bytes) => Some(bytes),
+                Err(RemoteError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => {
+                let path = self.manifest_path(id);
+                match fs::read(&path) {
+                    Ok(b) => Some(b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(e).at(&path),
+                }
+            }
+        };
+        found.ok_or_else(|| StoreError::UnknownSnapshot { id: id.to_string() })
     }
 
     /// Resolves `latest` or an id to an existing snapshot. `latest` is the
@@ -141,14 +307,7 @@ impl StoreFiles {
 
     /// Reads a manifest from its file (the truth, not the catalog).
     pub fn load_manifest(&self, id: SnapshotId) -> Result<Manifest> {
-        let path = self.manifest_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::UnknownSnapshot { id: id.to_string() })
-            }
-            Err(e) => return Err(e).at(&path),
-        };
+        let bytes = self.manifest_bytes(id)?;
         let m = Manifest::decode(&bytes).what(format!("snapshot {id}"))?;
         if m.id != id {
             return Err(StoreError::Format {

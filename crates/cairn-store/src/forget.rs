@@ -27,6 +27,7 @@ pub fn stored_policy(store: &Store) -> Result<Option<Policy>> {
 /// Stores `policy` in the store (replacing any), or removes the stored
 /// policy when `policy` is `None`.
 pub fn store_policy(store: &Store, policy: Option<&Policy>) -> Result<()> {
+    store.files().require_local("policy")?;
     let path = store.root().join(POLICY_FILE);
     match policy {
         Some(p) => atomic::write_file(
@@ -63,6 +64,7 @@ pub fn plan(store: &Store, policy: &Policy, now: i64) -> Result<ForgetPlan> {
 
 /// Removes the snapshots `plan` drops. Returns how many were removed.
 pub fn execute(store: &Store, plan: &ForgetPlan) -> Result<usize> {
+    store.files().require_local("forget")?;
     for (id, _) in &plan.remove {
         store.remove_manifest(*id)?;
     }

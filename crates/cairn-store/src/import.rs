@@ -133,6 +133,7 @@ fn newest_mtime(dir: &Path) -> Result<SystemTime> {
 
 /// Lists the backup runs under `opts.from` and decides which to import.
 pub fn plan(store: &Store, opts: &ImportOptions) -> Result<ImportPlan> {
+    store.files().require_local("import-hitkeep-backups")?;
     if opts.from.to_string_lossy().contains("://") {
         return Err(StoreError::Usage(format!(
             "backup path {} is object storage; cairn imports backups from a local directory (sync it down first)",

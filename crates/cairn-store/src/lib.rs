@@ -18,6 +18,7 @@ pub mod import;
 mod ingest;
 pub mod inuse;
 pub mod lock;
+mod mark;
 mod packer;
 pub mod prune;
 pub mod purge;

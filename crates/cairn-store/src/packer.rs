@@ -52,6 +52,7 @@ pub(crate) fn seal_pack(
     builder: PackBuilder<BufWriter<File>>,
     temp: &Path,
 ) -> Result<(PackId, PackTrailer, u64, bool)> {
+    files.require_local("writing a pack")?;
     let (id, trailer, len, w) = builder.finish().at(temp)?;
     let f = w.into_inner().map_err(|e| e.into_error()).at(temp)?;
     f.sync_all().at(temp)?;

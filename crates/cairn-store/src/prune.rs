@@ -37,23 +37,22 @@
 //! but no longer indexed is indexed again by the next open, and swept by
 //! the next prune).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use cairn_format::pack::{self, BlobKind, FrameChunk, PackBuilder, PackEntry};
-use cairn_format::{ChunkId, ChunkList, EntryKind, Manifest, PackId, SnapshotId, TreeEntry};
-use cairn_index::ChunkLocation;
+use cairn_format::{ChunkId, Manifest, PackId, SnapshotId};
 
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::files::StoreFiles;
 use crate::lock::LockOptions;
 use crate::packer::seal_pack;
-use crate::reader::{ChunkLocator, ChunkReader, FrameCache};
+use crate::reader::ChunkReader;
 use crate::store::Store;
-use crate::tree::{load_list_node, load_tree};
+pub use crate::mark::{Catalog, LiveSet};
 
 /// Name of the file whose flock keeps prunes (and purges) one at a time.
 pub const PRUNE_LOCK: &str = "prune.lock";
@@ -108,164 +107,6 @@ pub struct PackUsage {
     pub dead_bytes: u64,
     /// What prune does with it.
     pub action: PackAction,
-}
-
-/// Every pack's trailer and each chunk's home copy.
-pub struct Catalog {
-    packs: Vec<(PackId, u64, Vec<PackEntry>)>,
-    home: HashMap<ChunkId, (u32, u32)>,
-}
-
-impl Catalog {
-    /// Reads the trailer of every pack of `files`. A pack whose trailer
-    /// cannot be read stops the prune (its chunks' liveness is unknown).
-    pub fn read(files: &StoreFiles) -> Result<Self> {
-        let mut packs = Vec::new();
-        let mut home = HashMap::new();
-        for (id, len) in files.pack_files()? {
-            let trailer = match files.read_trailer(&id) {
-                Ok(t) => t,
-                // Removed since the listing (an abandoned run's pack).
-                Err(StoreError::Io { cause, .. })
-                    if cause.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    return Err(StoreError::Usage(format!(
-                        "prune stopped: pack {id} is unreadable ({e}); run `cairn check` and `cairn repair` first"
-                    )))
-                }
-            };
-            let p = packs.len() as u32;
-            for (i, e) in trailer.entries.iter().enumerate() {
-                home.entry(e.id).or_insert((p, i as u32));
-            }
-            packs.push((id, len, trailer.entries));
-        }
-        Ok(Self { packs, home })
-    }
-
-    fn entry(&self, id: &ChunkId) -> Option<(&PackId, &PackEntry)> {
-        let (p, i) = *self.home.get(id)?;
-        let (pack, _, entries) = &self.packs[p as usize];
-        Some((pack, &entries[i as usize]))
-    }
-
-    fn is_home(&self, p: usize, i: usize, id: &ChunkId) -> bool {
-        self.home.get(id) == Some(&(p as u32, i as u32))
-    }
-}
-
-impl ChunkLocator for Catalog {
-    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        Ok(self.entry(id).map(|(pack, e)| ChunkLocation {
-            pack: *pack,
-            kind: e.kind,
-            frame_offset: e.frame_offset,
-            frame_len: e.frame_len,
-            offset: e.offset,
-            len: e.len,
-        }))
-    }
-}
-
-/// The set of chunks reachable from some manifests.
-#[derive(Default)]
-pub struct LiveSet {
-    /// Every reachable chunk (data and metadata).
-    pub chunks: HashSet<ChunkId>,
-    /// Tree and list nodes already walked (their subtrees are in `chunks`).
-    expanded: HashSet<ChunkId>,
-}
-
-impl LiveSet {
-    /// Marks everything reachable from `m`.
-    pub fn mark(&mut self, reader: &ChunkReader<'_>, m: &Manifest) -> Result<()> {
-        let mut cache = FrameCache::default();
-        let context = || format!("snapshot {}", m.id);
-        for root in &m.roots {
-            if let Some(t) = &root.tree {
-                self.tree(reader, &mut cache, &context, t)?;
-            }
-            if let Some(e) = &root.file {
-                self.entry(reader, &mut cache, &context, e)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Marks the chunks of one tree entry (and below, for a directory).
-    pub fn entry(
-        &mut self,
-        reader: &ChunkReader<'_>,
-        cache: &mut FrameCache,
-        context: &dyn Fn() -> String,
-        e: &TreeEntry,
-    ) -> Result<()> {
-        match &e.kind {
-            EntryKind::File(c) => self.list(reader, cache, context, &c.chunks),
-            EntryKind::Dir(id) => self.tree(reader, cache, context, id),
-            EntryKind::Symlink(_) => Ok(()),
-        }
-    }
-
-    fn tree(
-        &mut self,
-        reader: &ChunkReader<'_>,
-        cache: &mut FrameCache,
-        context: &dyn Fn() -> String,
-        id: &ChunkId,
-    ) -> Result<()> {
-        self.chunks.insert(*id);
-        if !self.expanded.insert(*id) {
-            return Ok(());
-        }
-        let node = load_tree(reader, id, cache, context)?;
-        for e in &node.entries {
-            self.entry(reader, cache, context, e)?;
-        }
-        Ok(())
-    }
-
-    fn list(
-        &mut self,
-        reader: &ChunkReader<'_>,
-        cache: &mut FrameCache,
-        context: &dyn Fn() -> String,
-        list: &ChunkList,
-    ) -> Result<()> {
-        match list {
-            ChunkList::Inline(children) => {
-                self.chunks.extend(children.iter().map(|c| c.id));
-                Ok(())
-            }
-            ChunkList::Tree { root, level } => self.list_node(reader, cache, context, root, *level),
-        }
-    }
-
-    fn list_node(
-        &mut self,
-        reader: &ChunkReader<'_>,
-        cache: &mut FrameCache,
-        context: &dyn Fn() -> String,
-        id: &ChunkId,
-        level: u8,
-    ) -> Result<()> {
-        self.chunks.insert(*id);
-        if !self.expanded.insert(*id) {
-            return Ok(());
-        }
-        let node = load_list_node(reader, id, cache, context)?;
-        for child in &node.children {
-            if level == 0 {
-                self.chunks.insert(child.id);
-            } else {
-                self.list_node(reader, cache, context, &child.id, level - 1)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The prune plan: what each pack becomes.
@@ -613,6 +454,7 @@ pub fn prune_lock(files: &StoreFiles) -> Result<File> {
 /// Executes `plan` (steps 2 and 3), taking the store lock for the sweep
 /// as `lock` says. The caller holds [`prune_lock`].
 pub fn execute(files: &StoreFiles, plan: &PrunePlan, lock: &LockOptions) -> Result<PruneReport> {
+    files.require_local("prune")?;
     let mut report = PruneReport {
         pack_bytes_before: files.pack_files()?.values().sum(),
         ..PruneReport::default()

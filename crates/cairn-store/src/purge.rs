@@ -387,6 +387,7 @@ pub fn plan(store: &Store, tenant: &str, sites: &[String]) -> Result<PurgePlan> 
 /// Rewrites every snapshot of `plan` without the tenant and removes the
 /// old manifests (step 2). Fills in the new ids.
 pub fn rewrite(store: &Store, plan: &mut PurgePlan) -> Result<()> {
+    store.files().require_local("purge-tenant")?;
     let reader = ChunkReader::new(store);
     let sink = ChunkSink::new(store);
     let mut scratch = LiveSet::default();

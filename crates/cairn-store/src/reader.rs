@@ -76,15 +76,22 @@ impl<'s> ChunkReader<'s> {
         let cached =
             matches!(&cache.frame, Some((p, o, _)) if *p == loc.pack && *o == loc.frame_offset);
         if !cached {
-            if !matches!(&cache.file, Some((p, _)) if *p == loc.pack) {
-                let path = self.files.pack_path(&loc.pack);
-                let f = File::open(&path).at(&path)?;
-                cache.file = Some((loc.pack, f));
-            }
-            let (_, file) = cache.file.as_ref().expect("opened");
-            let mut frame = vec![0u8; loc.frame_len as usize];
-            file.read_exact_at(&mut frame, loc.frame_offset)
-                .map_err(|e| damaged(format!("frame unreadable: {e}")))?;
+            let frame = if self.files.remote().is_some() {
+                self.files
+                    .read_pack_range(&loc.pack, loc.frame_offset, u64::from(loc.frame_len))
+                    .map_err(|e| damaged(format!("frame unreadable: {e}")))?
+            } else {
+                if !matches!(&cache.file, Some((p, _)) if *p == loc.pack) {
+                    let path = self.files.pack_path(&loc.pack);
+                    let f = File::open(&path).at(&path)?;
+                    cache.file = Some((loc.pack, f));
+                }
+                let (_, file) = cache.file.as_ref().expect("opened");
+                let mut frame = vec![0u8; loc.frame_len as usize];
+                file.read_exact_at(&mut frame, loc.frame_offset)
+                    .map_err(|e| damaged(format!("frame unreadable: {e}")))?;
+                frame
+            };
             let raw = pack::decode_frame(&frame).map_err(|e| damaged(e.to_string()))?;
             cache.frame = Some((loc.pack, loc.frame_offset, raw));
         }

@@ -151,6 +151,7 @@ pub fn plan(store: &Store) -> Result<RepairPlan> {
 
 /// Rewrites and drops the damaged packs of `plan`. Returns the new packs.
 pub fn execute(store: &Store, plan: &RepairPlan) -> Result<Vec<PackId>> {
+    store.files().require_local("repair")?;
     let mut written = Vec::new();
     for r in &plan.packs {
         let mut kept = HashSet::new();

@@ -100,6 +100,7 @@ pub fn snapshot(
     opts: &SnapshotOptions,
     progress: &dyn Progress,
 ) -> Result<SnapshotReport> {
+    store.files().require_local("snapshot")?;
     let sources = match &opts.hitkeep {
         Some(h) => {
             if !h.data.is_dir() {

@@ -17,6 +17,8 @@ use cairn_format::pack::PackTrailer;
 use cairn_format::{Manifest, PackId, SnapshotId, StoreConfig};
 use cairn_index::{Index, IndexState};
 
+use rayon::prelude::*;
+
 use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::files::StoreFiles;
@@ -106,8 +108,16 @@ impl Store {
     /// [`open`](Self::open), taking the store lock as `lock` says (how long
     /// to wait for another process, the command to record).
     pub fn open_with(path: &Path, lock: &LockOptions) -> Result<Self> {
-        let files = StoreFiles::open(path)?;
+        Self::open_files(StoreFiles::open(path)?, lock)
+    }
+
+    /// Opens a store whose files are already located: a local store, or a
+    /// remote one (whose index and lock then live in its cache directory,
+    /// and which only reading commands may use).
+    pub fn open_files(files: StoreFiles, lock: &LockOptions) -> Result<Self> {
         let config = files.config().clone();
+        let path = files.root().to_owned();
+        let path = path.as_path();
         let mut lock = StoreLock::acquire(path, lock)?;
         let tmp = path.join("tmp");
         fs::create_dir_all(&tmp).at(&tmp)?;
@@ -225,11 +235,20 @@ impl Store {
             report.rebuilt = true;
             indexed.clear();
         }
-        for (id, len) in &on_disk {
-            if indexed.contains_key(id) {
-                continue;
-            }
-            match self.read_trailer(id) {
+        let new: Vec<(&PackId, &u64)> = on_disk
+            .iter()
+            .filter(|(id, _)| !indexed.contains_key(*id))
+            .collect();
+        // A remote store's trailers cost requests: fetch them in parallel.
+        let trailers: Vec<Result<PackTrailer>> = match self.files.remote() {
+            Some(b) => new
+                .par_iter()
+                .map(|(id, len)| self.files.read_remote_trailer(b.as_ref(), id, **len))
+                .collect(),
+            None => new.iter().map(|(id, _)| self.read_trailer(id)).collect(),
+        };
+        for ((id, len), t) in new.into_iter().zip(trailers) {
+            match t {
                 Ok(t) => {
                     self.index.add_pack(*id, *len, &t.entries)?;
                     report.packs_added += 1;
@@ -244,9 +263,13 @@ impl Store {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        for id in manifests.difference(&catalog) {
-            let path = self.manifest_path(*id);
-            let bytes = fs::read(&path).at(&path)?;
+        let missing: Vec<SnapshotId> = manifests.difference(&catalog).copied().collect();
+        let fetched: Vec<Result<Vec<u8>>> = missing
+            .par_iter()
+            .map(|id| self.files.manifest_bytes(*id))
+            .collect();
+        for (id, bytes) in missing.iter().zip(fetched) {
+            let bytes = bytes?;
             // A damaged manifest stays out of the catalog; `load_manifest`
             // reports it by name when it is asked for.
             if Manifest::decode(&bytes).is_ok() {
@@ -282,6 +305,7 @@ impl Store {
 
     /// Writes a new manifest (never replacing one) and catalogs it.
     pub(crate) fn write_manifest(&self, m: &Manifest) -> Result<()> {
+        self.files.require_local("writing a snapshot")?;
         let bytes = m.encode().what(format!("snapshot {}", m.id))?;
         atomic::write_file(&self.tmp_dir(), &self.manifest_path(m.id), &bytes, false)?;
         self.index.add_snapshot(m.id, &bytes)?;
@@ -292,6 +316,7 @@ impl Store {
     /// Removes a snapshot's manifest (durably) and its catalog entry. Its
     /// chunks stay in their packs until a prune.
     pub(crate) fn remove_manifest(&self, id: SnapshotId) -> Result<()> {
+        self.files.require_local("removing a snapshot")?;
         let path = self.manifest_path(id);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -306,6 +331,7 @@ impl Store {
     /// Stores a report as `STORE/<kind>/<name>.txt` (`repairs`,
     /// `purges`), atomically.
     pub fn write_report(&self, kind: &str, name: &str, text: &str) -> Result<PathBuf> {
+        self.files.require_local("storing a report")?;
         let dir = self.root().join(kind);
         fs::create_dir_all(&dir).at(&dir)?;
         let dest = dir.join(format!("{name}.txt"));
