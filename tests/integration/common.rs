@@ -247,6 +247,19 @@ pub fn tiny_data_path(dest: &Path) {
     copy_tree(&fx.join("data"), dest);
 }
 
+/// Ages a generated data path by `hours` simulated hours.
+pub fn age(data: &Path, hours: u32, seed: u32) {
+    let (hours, seed) = (hours.to_string(), seed.to_string());
+    gen(&[
+        "age",
+        data.to_str().unwrap(),
+        "--hours",
+        &hours,
+        "--seed",
+        &seed,
+    ]);
+}
+
 /// Runs `cairn --store STORE args...` with extra environment and stdin.
 pub fn cairn_env(s: &Scratch, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     use std::io::Write;
@@ -279,12 +292,15 @@ pub fn parse_json(out: &str) -> serde_json::Value {
 }
 
 /// The store's durable state: every file and directory, with modes and
-/// contents, except the `index` cache and the `lock` file (its holder
-/// record changes with every command).
+/// contents, except the `index` cache and the lock files (the holder
+/// record of `lock` changes with every command; `prune.lock` is created
+/// by whatever takes it first).
 pub fn store_state(store: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>, i64)> {
     tree_digest(store)
         .into_iter()
-        .filter(|(p, _)| !p.starts_with("index") && p != Path::new("lock"))
+        .filter(|(p, _)| {
+            !p.starts_with("index") && p != Path::new("lock") && p != Path::new("prune.lock")
+        })
         .collect()
 }
 

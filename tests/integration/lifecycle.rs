@@ -23,18 +23,6 @@ fn env_count(name: &str, default: u64) -> u64 {
 }
 
 /// Ages a generated data path by `hours` of simulated traffic.
-fn age(data: &Path, hours: u32, seed: u32) {
-    let (hours, seed) = (hours.to_string(), seed.to_string());
-    gen(&[
-        "age",
-        data.to_str().unwrap(),
-        "--hours",
-        &hours,
-        "--seed",
-        &seed,
-    ]);
-}
-
 fn snapshot_id(s: &Scratch, data: &Path) -> String {
     s.snapshot(data)["id"].as_str().unwrap().to_string()
 }

@@ -84,3 +84,339 @@ fn s3_backend_names_bad_credentials_missing_bucket_and_server_down() {
     assert!(matches!(e, RemoteError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains("127.0.0.1"), "{e}");
 }
+
+// ---------------------------------------------------------------------------
+// `cairn` against remote stores.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::*;
+
+/// Runs `cairn --store STORE args...` reaching the test server, with its
+/// remote-store cache in `cache`.
+fn cairn_at(store: &str, args: &[&str], cache: &Path, extra: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(cairn_bin());
+    cmd.arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("CAIRN_STORE")
+        .env_remove("HITKEEP_DATA_PATH")
+        .env("CAIRN_CACHE_DIR", cache)
+        .env("CAIRN_S3_RETRIES", "2");
+    for (k, v) in S3Server::shared().env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run cairn")
+}
+
+fn ok_at(store: &str, args: &[&str], cache: &Path) -> String {
+    let out = cairn_at(store, args, cache, &[]);
+    assert!(
+        out.status.success(),
+        "cairn --store {store} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// Fails with one clear line naming `needle`.
+fn fails_at(store: &str, args: &[&str], cache: &Path, extra: &[(&str, String)], needle: &str) {
+    let out = cairn_at(store, args, cache, extra);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "cairn {args:?} should fail: {err}");
+    assert!(err.contains(needle), "error should name {needle:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+}
+
+fn replicate_json(s: &Scratch, to: &str, extra: &[&str]) -> serde_json::Value {
+    let store = s.store();
+    let mut args = vec!["--json", "replicate", "--to", to];
+    args.extend_from_slice(extra);
+    parse_json(&ok_at(store.to_str().unwrap(), &args, &s.path("cache")))
+}
+
+fn pack_names(store: &Path) -> std::collections::BTreeSet<String> {
+    fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Restores `id` from the store at `store` into `target`.
+fn restore_from(store: &str, id: &str, target: &Path, cache: &Path) {
+    let target = target.to_str().unwrap();
+    ok_at(
+        store,
+        &["restore", "--snapshot", id, "--target", target],
+        cache,
+    );
+}
+
+fn remote_ids(url: &str, cache: &Path) -> Vec<String> {
+    parse_json(&ok_at(url, &["--json", "list"], cache))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// First replication of an ageing HitKeep data path, then an incremental
+/// one after a new snapshot (only the new packs go, within 1.1x of what
+/// the snapshot added locally), then a run with nothing to do. Every
+/// snapshot restores byte-identically straight from the bucket (with an
+/// empty cache), `check --read-data` reads the bucket clean, a directory
+/// replica is a store of its own, and writing commands refuse the bucket.
+#[test]
+fn replicate_to_s3_is_incremental_and_every_snapshot_restores_from_it() {
+    if !have_duckdb() {
+        eprintln!("skipped: python3 with duckdb not available");
+        return;
+    }
+    let server = S3Server::shared();
+    let url = server.url("replicate");
+    let s = Scratch::new();
+    let data = s.path("data");
+    tiny_data_path(&data);
+    s.ok(&["init"]);
+    small_packs(&s.store());
+    let mut digests = Vec::new();
+    for hour in 0..2u32 {
+        if hour > 0 {
+            age(&data, 1, hour);
+        }
+        let id = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+        digests.push((id, tree_digest(&data)));
+    }
+    let first = replicate_json(&s, &url, &["--verify"]);
+    assert_eq!(first["snapshots"].as_array().unwrap().len(), 2, "{first}");
+    assert_eq!(
+        first["packs"].as_u64().unwrap() as usize,
+        pack_names(&s.store()).len(),
+        "{first}"
+    );
+    assert!(
+        first["verified_objects"].as_u64().unwrap() >= first["packs"].as_u64().unwrap() + 3,
+        "{first}"
+    );
+    assert_eq!(remote_ids(&url, &s.path("cache")), snapshot_ids(&s));
+
+    // An incremental snapshot: only its packs go.
+    age(&data, 1, 9);
+    let before = pack_names(&s.store());
+    let snap = s.snapshot(&data);
+    let id = snap["id"].as_str().unwrap().to_string();
+    digests.push((id.clone(), tree_digest(&data)));
+    let new_packs = pack_names(&s.store()).difference(&before).count();
+    let added = snap["store_growth"].as_u64().unwrap();
+    let second = replicate_json(&s, &url, &[]);
+    assert_eq!(second["snapshots"], serde_json::json!([id]), "{second}");
+    assert_eq!(second["snapshots_already_there"], 2, "{second}");
+    assert_eq!(
+        second["packs"].as_u64().unwrap() as usize,
+        new_packs,
+        "{second}"
+    );
+    let sent = second["bytes_sent"].as_u64().unwrap();
+    assert!(
+        sent as f64 <= 1.1 * added as f64,
+        "sent {sent} bytes for a snapshot that added {added}"
+    );
+    eprintln!("incremental replication: sent {sent} bytes, the snapshot added {added} locally");
+    let third = replicate_json(&s, &url, &[]);
+    assert_eq!(third["packs"], 0, "{third}");
+    assert_eq!(third["bytes_sent"], 0, "{third}");
+
+    // Straight from the bucket, with a cold cache.
+    let cold = s.path("cold-cache");
+    for (id, digest) in &digests {
+        let target = s.path(&format!("from-s3-{id}"));
+        restore_from(&url, id, &target, &cold);
+        assert_eq!(
+            &tree_digest(&target),
+            digest,
+            "snapshot {id} from the bucket"
+        );
+    }
+    let listing = ok_at(&url, &["ls", "latest"], &cold);
+    assert!(listing.contains("hitkeep.db"), "{listing}");
+    let check = ok_at(&url, &["check", "--read-data"], &cold);
+    assert!(check.contains("no damage found"), "{check}");
+
+    // A directory replica is a complete store.
+    let replica = s.path("replica");
+    let r = replicate_json(&s, &format!("file://{}", replica.display()), &["--verify"]);
+    assert_eq!(r["snapshots"].as_array().unwrap().len(), 3, "{r}");
+    let check = ok_at(replica.to_str().unwrap(), &["check", "--read-data"], &cold);
+    assert!(check.contains("no damage found"), "{check}");
+    let (id, digest) = digests.last().unwrap();
+    let target = s.path("from-replica");
+    restore_from(replica.to_str().unwrap(), id, &target, &cold);
+    assert_eq!(&tree_digest(&target), digest);
+
+    // Remote stores are written only by replicate.
+    let d = data.to_str().unwrap();
+    fails_at(
+        &url,
+        &["snapshot", "--data-path", d],
+        &cold,
+        &[],
+        "remote store",
+    );
+    fails_at(
+        &url,
+        &["forget", "--keep-last", "1"],
+        &cold,
+        &[],
+        "remote store",
+    );
+    fails_at(&url, &["prune"], &cold, &[], "remote store");
+    assert_eq!(remote_ids(&url, &cold).len(), 3);
+}
+
+/// A replication killed (SIGKILL) after its first pack shows no snapshot
+/// at the destination; the next run sends only the packs that had not
+/// arrived, and the snapshot then restores from the bucket.
+#[test]
+fn a_replication_killed_half_way_is_resumed_without_resending() {
+    let server = S3Server::shared();
+    let url = server.url("resume");
+    let s = Scratch::new();
+    let data = s.path("data");
+    let mut rng = SeededRng(11);
+    for i in 0..6 {
+        let p = data.join(format!("assets/blob-{i}.bin"));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, rng.bytes(900 << 10)).unwrap();
+    }
+    s.ok(&["init"]);
+    small_packs(&s.store());
+    let id = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    let total = pack_names(&s.store()).len();
+    assert!(total >= 4, "want several packs, got {total}");
+
+    let gate = s.path("gate");
+    fs::write(&gate, b"").unwrap();
+    let mut child = Command::new(cairn_bin())
+        .args([
+            "--store",
+            s.store().to_str().unwrap(),
+            "replicate",
+            "--jobs",
+            "1",
+            "--to",
+            &url,
+        ])
+        .env(
+            "CAIRN_PAUSE",
+            format!("replicate-after-pack:{}", gate.display()),
+        )
+        .env("CAIRN_CACHE_DIR", s.path("cache"))
+        .envs(server.env())
+        .spawn()
+        .expect("start replicate");
+    let reached = s.path("gate.reached");
+    let started = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "replicate never sent a pack"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let cold = s.path("cold");
+    assert!(
+        remote_ids(&url, &cold).is_empty(),
+        "no snapshot before its packs"
+    );
+
+    let resumed = replicate_json(&s, &url, &[]);
+    assert_eq!(resumed["packs_already_there"], 1, "{resumed}");
+    assert_eq!(
+        resumed["packs"].as_u64().unwrap() as usize,
+        total - 1,
+        "{resumed}"
+    );
+    assert_eq!(remote_ids(&url, &cold), vec![id.clone()]);
+    let target = s.path("restored");
+    restore_from(&url, &id, &target, &cold);
+    assert_same_tree(&data, &target);
+}
+
+/// Wrong credentials, a missing bucket, a server that is down and a
+/// destination holding another store each fail with one line naming the
+/// problem, and leave the local store as it was.
+#[test]
+fn replicate_failures_name_credentials_bucket_server_and_store() {
+    let server = S3Server::shared();
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a.txt"), b"some data").unwrap();
+    s.ok(&["init"]);
+    s.snapshot(&data);
+    let store = s.store();
+    let store = store.to_str().unwrap();
+    let cache = s.path("cache");
+    let before = store_state(&s.store());
+    let url = server.url("failures");
+    let wrong = [("AWS_SECRET_ACCESS_KEY", "wrong-secret".to_string())];
+    fails_at(
+        store,
+        &["replicate", "--to", &url],
+        &cache,
+        &wrong,
+        "access denied",
+    );
+    fails_at(&url, &["list"], &cache, &wrong, "access denied");
+    fails_at(
+        store,
+        &["replicate", "--to", "s3://no-such-bucket/x"],
+        &cache,
+        &[],
+        "bucket no-such-bucket does not exist",
+    );
+    let down = [(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", crate::s3_server::free_port()),
+    )];
+    fails_at(
+        store,
+        &["replicate", "--to", &url],
+        &cache,
+        &down,
+        "cannot reach",
+    );
+    fails_at(&url, &["list"], &cache, &[], "no cairn store at");
+
+    // Another store's bucket prefix is not overwritten.
+    let other = Scratch::new();
+    other.ok(&["init"]);
+    let o = other.store();
+    ok_at(o.to_str().unwrap(), &["replicate", "--to", &url], &cache);
+    fails_at(
+        store,
+        &["replicate", "--to", &url],
+        &cache,
+        &[],
+        "holds another store",
+    );
+    assert_eq!(
+        store_state(&s.store()),
+        before,
+        "the local store is unchanged"
+    );
+}

@@ -16,7 +16,9 @@ pub const BUCKET: &str = "cairn-test";
 
 pub struct S3Server {
     pub endpoint: String,
-    pub port: u16,
+    /// The watchdog shell (it outlives this process by design: it is what
+    /// stops the server when the tests are gone).
+    _watchdog: std::sync::Mutex<std::process::Child>,
 }
 
 /// A port nothing listens on right now.
@@ -121,7 +123,7 @@ impl S3Server {
             parent = std::process::id(),
             dir = dir.display(),
         );
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -142,7 +144,10 @@ impl S3Server {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        S3Server { endpoint, port }
+        S3Server {
+            endpoint,
+            _watchdog: std::sync::Mutex::new(watchdog),
+        }
     }
 
     /// `s3://cairn-test/<prefix>`, unique per call.

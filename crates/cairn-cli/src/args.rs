@@ -34,6 +34,30 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `cairn replicate`.
+#[derive(Args, Debug)]
+pub struct ReplicateArgs {
+    /// Where to: a directory, file://PATH or s3://BUCKET/PREFIX (the --s3-*
+    /// settings apply to it).
+    #[arg(long, value_name = "PATH|URL")]
+    pub to: String,
+    /// Only this snapshot (an id or latest; repeatable). Default: all.
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    pub snapshot: Vec<String>,
+    /// Every snapshot (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// Read every object back after sending it and check it.
+    #[arg(long)]
+    pub verify: bool,
+    /// Packs sent at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Say what would be sent, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// How to reach S3-compatible object storage. Each flag falls back to the
 /// usual AWS_* variable, then to HitKeep's HITKEEP_S3_* one.
 #[derive(Args, Debug, Clone)]
@@ -116,6 +140,11 @@ pub enum Command {
     /// assets and imports, prune the packs that held them, prove none of
     /// its chunks is left, and store a report under STORE/purges/.
     PurgeTenant(PurgeTenantArgs),
+    /// Copy snapshots to another store location (a directory or
+    /// s3://BUCKET/PREFIX): the packs they need as they are, then their
+    /// manifests. Only what the destination lacks is sent; an interrupted
+    /// run is resumed by the next.
+    Replicate(ReplicateArgs),
     /// Restore a snapshot into a disposable directory and check every
     /// runbook step that can be checked offline; the record is kept in the
     /// store (exit 1 when a step fails).

@@ -93,7 +93,9 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
         print_record(&record);
         match &saved {
             Some(p) => println!("recorded as {}", p.display()),
-            None => println!("not recorded: the store is remote (record drills in the local store)"),
+            None => {
+                println!("not recorded: the store is remote (record drills in the local store)")
+            }
         }
     }
     Ok(if record.passed {

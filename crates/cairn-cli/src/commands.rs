@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use cairn_remote::{Location, S3Flags};
 use cairn_store::format::{ArchiveLocation, Boundary, DbCapture, EntryClass, Manifest, SnapshotId};
 use cairn_store::recover::{self, Action, RecoverOptions, Scope};
 use cairn_store::restore::{self, RestoreOptions};
 use cairn_store::snapshot::{self, SnapshotOptions};
 use cairn_store::{hitkeep, HitkeepPaths};
-use cairn_remote::{Location, S3Flags};
 use cairn_store::{stats, LockOptions, Store, StoreError, StoreFiles};
 
 use crate::args::{

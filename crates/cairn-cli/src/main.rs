@@ -7,6 +7,7 @@ mod cmd_drill;
 mod cmd_import;
 mod cmd_lifecycle;
 mod cmd_repair;
+mod cmd_replicate;
 mod commands;
 mod progress;
 
@@ -17,6 +18,21 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
+    // `cairn ls | head`: a reader that goes away ends the command quietly,
+    // as it does other Unix tools, instead of with a panic message.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info)
+    }));
     let cli = Cli::parse_from(args::normalize_go_flags(std::env::args_os().collect()));
     match run(&cli) {
         Ok(code) => code,
@@ -44,6 +60,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(a) => cmd_lifecycle::policy(cli, a),
         Command::Prune(a) => cmd_lifecycle::prune(cli, a),
         Command::PurgeTenant(a) => cmd_lifecycle::purge_tenant(cli, a),
+        Command::Replicate(a) => cmd_replicate::replicate(cli, a),
         Command::Drill(a) => cmd_drill::drill(cli, a),
         Command::Drills => cmd_drill::drills(cli),
         Command::ImportHitkeepBackups(a) => cmd_import::import(cli, a),

@@ -6,9 +6,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cairn_store::Progress;
 
-/// A bar of bytes with a file count in its message.
+/// A bar of bytes with a count of files (or packs) in its message.
 pub struct Bar {
     bar: Option<ProgressBar>,
+    unit: &'static str,
     files: std::sync::atomic::AtomicU64,
     total_files: std::sync::atomic::AtomicU64,
 }
@@ -16,6 +17,11 @@ pub struct Bar {
 impl Bar {
     /// A bar, hidden when `quiet` or stderr is not a terminal.
     pub fn new(quiet: bool, verb: &'static str) -> Self {
+        Self::counting(quiet, verb, "files")
+    }
+
+    /// A bar whose message counts `unit` (`packs`).
+    pub fn counting(quiet: bool, verb: &'static str, unit: &'static str) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             b.set_style(
@@ -30,6 +36,7 @@ impl Bar {
         });
         Self {
             bar,
+            unit,
             files: 0.into(),
             total_files: 0.into(),
         }
@@ -49,7 +56,7 @@ impl Progress for Bar {
             .store(files, std::sync::atomic::Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.set_length(bytes);
-            b.set_message(format!("0/{files} files"));
+            b.set_message(format!("0/{files} {}", self.unit));
         }
     }
 
@@ -66,7 +73,18 @@ impl Progress for Bar {
             + 1;
         if let Some(b) = &self.bar {
             let total = self.total_files.load(std::sync::atomic::Ordering::Relaxed);
-            b.set_message(format!("{done}/{total} files"));
+            b.set_message(format!("{done}/{total} {}", self.unit));
         }
+    }
+}
+
+impl cairn_store::replicate::ReplicateProgress for Bar {
+    fn start(&self, packs: u64, bytes: u64) {
+        Progress::start(self, packs, bytes);
+    }
+
+    fn pack_sent(&self, bytes: u64) {
+        self.bytes(bytes);
+        self.file_done();
     }
 }

@@ -68,4 +68,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>>;
     /// Deletes the object; an absent one is not an error.
     fn delete(&self, name: &str) -> Result<()>;
+    /// Makes sure the directory `name` exists where directories exist (a
+    /// local store needs `packs/` even when empty); object storage has
+    /// none, so this does nothing there.
+    fn create_dir(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 }

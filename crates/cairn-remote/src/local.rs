@@ -122,6 +122,11 @@ impl Backend for LocalDir {
         Ok(out)
     }
 
+    fn create_dir(&self, name: &str) -> Result<()> {
+        let path = self.path(name);
+        Ok(fs::create_dir_all(&path).at(&path)?)
+    }
+
     fn delete(&self, name: &str) -> Result<()> {
         let path = self.path(name);
         match fs::remove_file(&path) {

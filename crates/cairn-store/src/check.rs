@@ -968,7 +968,9 @@ struct RemotePackRead<'a> {
 
 impl Read for RemotePackRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = (buf.len() as u64).min(READ_SIZE as u64).min(self.len - self.pos);
+        let want = (buf.len() as u64)
+            .min(READ_SIZE as u64)
+            .min(self.len - self.pos);
         if want == 0 {
             return Ok(0);
         }

@@ -259,6 +259,17 @@ impl StoreFiles {
         fs::read(&path).at(&path)
     }
 
+    /// The config's stored bytes.
+    pub fn config_bytes(&self) -> Result<Vec<u8>> {
+        match &self.remote {
+            Some(b) => Ok(b.get("config")?),
+            None => {
+                let path = self.root.join("config");
+                fs::read(&path).at(&path)
+            }
+        }
+    }
+
     /// A manifest's stored bytes.
     pub fn manifest_bytes(&self, id: SnapshotId) -> Result<Vec<u8>> {
         let found = match &self.remote {

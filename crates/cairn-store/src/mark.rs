@@ -60,7 +60,9 @@ impl Catalog {
 
     /// Every pack with its length and trailer entries, in id order.
     pub fn packs(&self) -> impl Iterator<Item = (&PackId, u64, &[PackEntry])> {
-        self.packs.iter().map(|(id, len, e)| (id, *len, e.as_slice()))
+        self.packs
+            .iter()
+            .map(|(id, len, e)| (id, *len, e.as_slice()))
     }
 
     /// The pack holding the home copy of `id`.

@@ -49,10 +49,10 @@ use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::files::StoreFiles;
 use crate::lock::LockOptions;
+pub use crate::mark::{Catalog, LiveSet};
 use crate::packer::seal_pack;
 use crate::reader::ChunkReader;
 use crate::store::Store;
-pub use crate::mark::{Catalog, LiveSet};
 
 /// Name of the file whose flock keeps prunes (and purges) one at a time.
 pub const PRUNE_LOCK: &str = "prune.lock";
@@ -425,6 +425,19 @@ fn rewrite(files: &StoreFiles, plan: &PrunePlan) -> Result<Vec<PackId>> {
 /// Takes `STORE/prune.lock` (one prune or purge at a time) and clears
 /// `STORE/prune-tmp`. The lock is held while the returned file is open.
 pub fn prune_lock(files: &StoreFiles) -> Result<File> {
+    let f = hold_prune_lock(files, "another prune or purge is running")?;
+    let tmp = files.root().join(PRUNE_TMP);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    fs::create_dir_all(&tmp).at(&tmp)?;
+    Ok(f)
+}
+
+/// Takes `STORE/prune.lock` so no pack is pruned away while it is held
+/// (replicate holds it while it sends packs); `busy` says why it is taken
+/// when it cannot be.
+pub fn hold_prune_lock(files: &StoreFiles, busy: &str) -> Result<File> {
     let path = files.root().join(PRUNE_LOCK);
     let f = fs::OpenOptions::new()
         .create(true)
@@ -433,22 +446,14 @@ pub fn prune_lock(files: &StoreFiles) -> Result<File> {
         .open(&path)
         .at(&path)?;
     match f.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(StoreError::Usage(format!(
-                "another prune or purge is running on {} (it holds {})",
-                files.root().display(),
-                path.display()
-            )))
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(e).at(&path),
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Usage(format!(
+            "{busy} on {} (it holds {})",
+            files.root().display(),
+            path.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(e).at(&path),
     }
-    let tmp = files.root().join(PRUNE_TMP);
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
-    fs::create_dir_all(&tmp).at(&tmp)?;
-    Ok(f)
 }
 
 /// Executes `plan` (steps 2 and 3), taking the store lock for the sweep
@@ -460,29 +465,11 @@ pub fn execute(files: &StoreFiles, plan: &PrunePlan, lock: &LockOptions) -> Resu
         ..PruneReport::default()
     };
     report.packs_written = rewrite(files, plan)?;
-    pause_point("prune-before-sweep");
+    crate::gate::pause_point("prune-before-sweep");
     let store = Store::open_with(files.root(), lock)?;
     sweep(&store, plan, &mut report)?;
     report.pack_bytes_after = store.pack_files()?.values().sum();
     Ok(report)
-}
-
-/// A gate for tests: with `CAIRN_PAUSE=<name>:<path>`, reaching point
-/// `name` creates `<path>.reached` and waits (up to ten minutes) while the
-/// file `<path>` exists, so a test can run other processes at exactly
-/// this point.
-fn pause_point(name: &str) {
-    let Ok(v) = std::env::var("CAIRN_PAUSE") else {
-        return;
-    };
-    let Some(gate) = v.strip_prefix(name).and_then(|r| r.strip_prefix(':')) else {
-        return;
-    };
-    let _ = fs::write(format!("{gate}.reached"), b"");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    while Path::new(gate).exists() && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// Step 3, under the store lock.

@@ -1,0 +1,83 @@
+//! `cairn replicate`: plan, print, send.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use cairn_store::prune;
+use cairn_store::replicate::{self, ReplicateOptions};
+
+use crate::args::{Cli, ReplicateArgs};
+use crate::commands::{human, location, print_json, retry_policy, store_files, store_location};
+use crate::progress::Bar;
+
+pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
+    let source_loc = store_location(cli)?;
+    let source = store_files(cli, &source_loc)?;
+    // A local source's packs must not be pruned away while they are sent.
+    let _prune_lock = match source.remote() {
+        None => Some(prune::hold_prune_lock(
+            &source,
+            "a prune or purge is running (replicate waits for none)",
+        )?),
+        Some(_) => None,
+    };
+    let dest_loc = location(cli, &a.to)?;
+    if dest_loc == source_loc {
+        anyhow::bail!("--to {}: that is the store itself", a.to);
+    }
+    let dest = cairn_remote::open(&dest_loc, &retry_policy(cli))?;
+    let snapshots = if a.snapshot.is_empty() {
+        None
+    } else {
+        let mut ids = Vec::new();
+        for s in &a.snapshot {
+            ids.push(source.resolve(s)?);
+        }
+        Some(ids)
+    };
+    let started = std::time::Instant::now();
+    let plan = replicate::plan(&source, dest.as_ref(), &ReplicateOptions { snapshots })?;
+    let report = if a.dry_run {
+        None
+    } else {
+        let bar = Bar::counting(cli.quiet || cli.json, "replicate", "packs");
+        let r = replicate::execute(&source, dest.as_ref(), &plan, a.jobs, a.verify, &bar);
+        bar.finish();
+        Some(r?)
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let sent = report.as_ref().map_or(0, |r| r.bytes_sent);
+    if cli.json {
+        print_json(&json!({
+            "source": source.location(),
+            "destination": plan.destination,
+            "dry_run": a.dry_run,
+            "snapshots": plan.snapshots.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
+            "snapshots_already_there": plan.already_there.len(),
+            "packs": plan.packs.len(),
+            "pack_bytes": plan.pack_bytes(),
+            "packs_already_there": plan.packs_present,
+            "bytes_sent": sent,
+            "verified_objects": report.as_ref().map_or(0, |r| r.verified),
+            "seconds": seconds,
+        }));
+    } else if !cli.quiet {
+        let verb = if a.dry_run { "would send" } else { "sent" };
+        println!(
+            "{verb} {} snapshots ({} already there), {} packs of {} ({} needed packs already there) to {} in {:.2}s{}",
+            plan.snapshots.len(),
+            plan.already_there.len(),
+            plan.packs.len(),
+            human(plan.pack_bytes()),
+            plan.packs_present,
+            plan.destination,
+            seconds,
+            match &report {
+                Some(r) if a.verify => format!(", {} objects read back and verified", r.verified),
+                _ => String::new(),
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
