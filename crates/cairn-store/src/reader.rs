@@ -1,9 +1,17 @@
 //! The read end of the store: fetches a chunk by id through a
 //! [`ChunkLocator`] (the index, or prune's catalog of pack trailers),
 //! decodes its frame, and checks its bytes hash to its id.
+//!
+//! A remote store costs a request per read, so a reader of one can fetch
+//! ahead: [`ChunkReader::prefetch`] takes the chunks a file needs next,
+//! finds their frames, merges neighbouring frames of a pack into one byte
+//! range, and fetches the ranges in parallel on a pool of its own.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+
+use rayon::prelude::*;
 
 use cairn_format::pack;
 use cairn_format::{ChunkId, PackId};
@@ -25,17 +33,38 @@ impl ChunkLocator for Index {
     }
 }
 
-/// Per-thread cache: the last pack file opened and the last frame decoded.
+/// Per-thread cache: the last pack file opened, the last frame decoded, and
+/// frames fetched ahead (still compressed) by [`ChunkReader::prefetch`].
 #[derive(Default)]
 pub struct FrameCache {
     file: Option<(PackId, File)>,
     frame: Option<(PackId, u64, Vec<u8>)>,
+    ahead: HashMap<(PackId, u64), Vec<u8>>,
+}
+
+/// Parallel requests a reader of a remote store keeps in flight.
+const REMOTE_FETCHES: usize = 8;
+/// Neighbouring frames closer than this are fetched as one range (the gap
+/// is read and dropped).
+const MERGE_GAP: u64 = 64 * 1024;
+/// The longest merged range.
+const MAX_RANGE: u64 = 8 << 20;
+
+/// One ranged read of a pack covering neighbouring frames.
+struct FetchRange {
+    pack: PackId,
+    start: u64,
+    end: u64,
+    /// The frames in it: (offset, length).
+    frames: Vec<(u64, u64)>,
 }
 
 /// Reads verified chunks from a store.
 pub struct ChunkReader<'s> {
     files: &'s StoreFiles,
     locator: &'s dyn ChunkLocator,
+    /// Threads for parallel ranged reads (remote stores only).
+    fetch_pool: Option<rayon::ThreadPool>,
 }
 
 impl<'s> ChunkReader<'s> {
@@ -46,7 +75,96 @@ impl<'s> ChunkReader<'s> {
 
     /// A reader over the packs of `files`, locating chunks with `locator`.
     pub fn with_locator(files: &'s StoreFiles, locator: &'s dyn ChunkLocator) -> Self {
-        Self { files, locator }
+        let fetch_pool = files.remote().and_then(|_| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(REMOTE_FETCHES)
+                .thread_name(|i| format!("cairn-fetch-{i}"))
+                .build()
+                .ok()
+        });
+        Self {
+            files,
+            locator,
+            fetch_pool,
+        }
+    }
+
+    /// Whether [`prefetch`](Self::prefetch) does anything (the store is
+    /// remote).
+    pub fn fetches_ahead(&self) -> bool {
+        self.fetch_pool.is_some()
+    }
+
+    /// Fetches the frames of `ids` into `cache` (remote stores only), in
+    /// parallel byte ranges; [`with_chunk`](Self::with_chunk) then takes
+    /// them from there. A frame that fails here is fetched (and its error
+    /// reported) again by `with_chunk`.
+    pub fn prefetch(
+        &self,
+        ids: &[ChunkId],
+        cache: &mut FrameCache,
+        context: &dyn Fn() -> String,
+    ) -> Result<()> {
+        let Some(pool) = &self.fetch_pool else {
+            return Ok(());
+        };
+        // What an earlier window fetched and did not use is dropped.
+        cache.ahead.clear();
+        let mut frames: BTreeMap<PackId, BTreeMap<u64, u64>> = BTreeMap::new();
+        for id in ids {
+            let loc = self.locate(id, context)?;
+            let key = (loc.pack, loc.frame_offset);
+            let decoded = matches!(&cache.frame, Some((p, o, _)) if (*p, *o) == key);
+            if !decoded && !cache.ahead.contains_key(&key) {
+                frames
+                    .entry(loc.pack)
+                    .or_default()
+                    .insert(loc.frame_offset, u64::from(loc.frame_len));
+            }
+        }
+        let mut ranges: Vec<FetchRange> = Vec::new();
+        for (pack, offsets) in frames {
+            for (off, len) in offsets {
+                match ranges.last_mut() {
+                    Some(r)
+                        if r.pack == pack
+                            && off >= r.end
+                            && off - r.end <= MERGE_GAP
+                            && off + len - r.start <= MAX_RANGE =>
+                    {
+                        r.end = off + len;
+                        r.frames.push((off, len));
+                    }
+                    _ => ranges.push(FetchRange {
+                        pack,
+                        start: off,
+                        end: off + len,
+                        frames: vec![(off, len)],
+                    }),
+                }
+            }
+        }
+        let fetched: Vec<(FetchRange, Result<Vec<u8>>)> = pool.install(|| {
+            ranges
+                .into_par_iter()
+                .map(|r| {
+                    let bytes = self
+                        .files
+                        .read_pack_range(&r.pack, r.start, r.end - r.start);
+                    (r, bytes)
+                })
+                .collect()
+        });
+        for (r, bytes) in fetched {
+            let Ok(bytes) = bytes else { continue };
+            for (off, len) in r.frames {
+                let s = (off - r.start) as usize;
+                cache
+                    .ahead
+                    .insert((r.pack, off), bytes[s..s + len as usize].to_vec());
+            }
+        }
+        Ok(())
     }
 
     /// Where `id` is, or [`StoreError::ChunkMissing`] naming `context`.
@@ -76,7 +194,9 @@ impl<'s> ChunkReader<'s> {
         let cached =
             matches!(&cache.frame, Some((p, o, _)) if *p == loc.pack && *o == loc.frame_offset);
         if !cached {
-            let frame = if self.files.remote().is_some() {
+            let frame = if let Some(f) = cache.ahead.remove(&(loc.pack, loc.frame_offset)) {
+                f
+            } else if self.files.remote().is_some() {
                 self.files
                     .read_pack_range(&loc.pack, loc.frame_offset, u64::from(loc.frame_len))
                     .map_err(|e| damaged(format!("frame unreadable: {e}")))?

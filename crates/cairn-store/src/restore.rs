@@ -345,6 +345,10 @@ fn restore_file(
     result
 }
 
+/// Raw bytes of chunks fetched ahead at once from a remote store (per
+/// restoring thread).
+const PREFETCH_WINDOW: u64 = 16 << 20;
+
 /// Writes `f`'s content to a new file at `temp`, checking every chunk
 /// against its id and the whole content against the file hash, then sets
 /// `mode` and the mtime and fsyncs. On error the caller removes `temp`.
@@ -366,8 +370,8 @@ pub(crate) fn stage_file(
     let mut written = 0u64;
     let ctx = || f.rel.display().to_string();
     let mut write_err = None;
-    for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
-        reader.with_chunk(&child.id, data, &ctx, |bytes| {
+    let mut write = |id: &ChunkId, data: &mut FrameCache| {
+        reader.with_chunk(id, data, &ctx, |bytes| {
             hasher.update(bytes);
             written += bytes.len() as u64;
             progress.bytes(bytes.len() as u64);
@@ -375,7 +379,34 @@ pub(crate) fn stage_file(
                 write_err.get_or_insert(e);
             }
         })
-    })?;
+    };
+    if reader.fetches_ahead() {
+        // A remote store: a window of chunks is fetched in parallel
+        // ranges, then written in order.
+        let mut window: Vec<ChunkId> = Vec::new();
+        let mut window_bytes = 0u64;
+        let mut flush = |window: &mut Vec<ChunkId>, data: &mut FrameCache| -> Result<()> {
+            reader.prefetch(window, data, &ctx)?;
+            for id in window.drain(..) {
+                write(&id, data)?;
+            }
+            Ok(())
+        };
+        for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
+            window.push(child.id);
+            window_bytes += child.len;
+            if window_bytes >= PREFETCH_WINDOW {
+                window_bytes = 0;
+                flush(&mut window, data)?;
+            }
+            Ok(())
+        })?;
+        flush(&mut window, data)?;
+    } else {
+        for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
+            write(&child.id, data)
+        })?;
+    }
     if let Some(e) = write_err {
         return Err(e).at(temp);
     }
