@@ -177,7 +177,7 @@ fn remote_ids(url: &str, cache: &Path) -> Vec<String> {
 /// the snapshot added locally), then a run with nothing to do. Every
 /// snapshot restores byte-identically straight from the bucket (with an
 /// empty cache), `check --read-data` reads the bucket clean, a directory
-/// replica is a store of its own, and writing commands refuse the bucket.
+/// replica is a store of its own, and `snapshot` refuses the bucket.
 #[test]
 fn replicate_to_s3_is_incremental_and_every_snapshot_restores_from_it() {
     if !have_duckdb() {
@@ -265,7 +265,7 @@ fn replicate_to_s3_is_incremental_and_every_snapshot_restores_from_it() {
     restore_from(replica.to_str().unwrap(), id, &target, &cold);
     assert_eq!(&tree_digest(&target), digest);
 
-    // Remote stores are written only by replicate.
+    // Snapshots are taken into a local store and replicated.
     let d = data.to_str().unwrap();
     fails_at(
         &url,
@@ -274,14 +274,6 @@ fn replicate_to_s3_is_incremental_and_every_snapshot_restores_from_it() {
         &[],
         "remote store",
     );
-    fails_at(
-        &url,
-        &["forget", "--keep-last", "1"],
-        &cold,
-        &[],
-        "remote store",
-    );
-    fails_at(&url, &["prune"], &cold, &[], "remote store");
     assert_eq!(remote_ids(&url, &cold).len(), 3);
 }
 
@@ -419,4 +411,146 @@ fn replicate_failures_name_credentials_bucket_server_and_store() {
         before,
         "the local store is unchanged"
     );
+}
+
+/// Sum of the pack sizes in a bucket prefix.
+fn remote_pack_bytes(url: &str) -> u64 {
+    backend(url, &flags(S3Server::shared(), SECRET_KEY))
+        .list("packs")
+        .unwrap()
+        .iter()
+        .map(|o| o.size)
+        .sum()
+}
+
+/// Forget and prune run on the bucket itself: they take its lock (a
+/// replication holding it makes them wait, and fail at once without
+/// --lock-wait), a lock left by a killed process on this host is cleared,
+/// the space only forgotten snapshots used is freed, and what is kept
+/// restores byte-identically with a warm cache and with a cold one.
+#[test]
+fn forget_and_prune_on_a_bucket_free_space_under_its_lock() {
+    let server = S3Server::shared();
+    let url = server.url("prune");
+    let s = Scratch::new();
+    let data = s.path("data");
+    let mut rng = SeededRng(21);
+    let mut put = |name: &str| {
+        let p = data.join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, rng.bytes(900 << 10)).unwrap();
+    };
+    put("a.bin");
+    put("b.bin");
+    s.ok(&["init"]);
+    small_packs(&s.store());
+    let mut digests = Vec::new();
+    for step in 0..4 {
+        match step {
+            1 => put("only-in-two.bin"),
+            2 => {
+                fs::remove_file(data.join("only-in-two.bin")).unwrap();
+                put("d.bin");
+            }
+            3 => put("e.bin"),
+            _ => {}
+        }
+        let id = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+        digests.push((id, tree_digest(&data)));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    replicate_json(&s, &url, &[]);
+    let warm = s.path("warm");
+    assert_eq!(remote_ids(&url, &warm).len(), 4);
+
+    // A replication paused after its first pack holds the bucket's lock.
+    let gate = s.path("gate");
+    fs::write(&gate, b"").unwrap();
+    let url2 = url.clone();
+    put("f.bin");
+    s.snapshot(&data);
+    let mut child = Command::new(cairn_bin())
+        .args([
+            "--store",
+            s.store().to_str().unwrap(),
+            "replicate",
+            "--jobs",
+            "1",
+            "--to",
+            &url2,
+        ])
+        .env(
+            "CAIRN_PAUSE",
+            format!("replicate-after-pack:{}", gate.display()),
+        )
+        .env("CAIRN_CACHE_DIR", s.path("cache"))
+        .envs(server.env())
+        .spawn()
+        .expect("start replicate");
+    let reached = s.path("gate.reached");
+    let started = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "replicate never sent a pack"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fails_at(
+        &url,
+        &["forget", "--keep-last", "2"],
+        &warm,
+        &[],
+        "in use by cairn pid",
+    );
+    fails_at(&url, &["prune"], &warm, &[], "in use by cairn pid");
+    // Killed while holding it: the next writer on this host clears it.
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    assert!(backend(&url, &flags(server, SECRET_KEY))
+        .size("lock")
+        .unwrap()
+        .is_some());
+
+    let out = cairn_at(&url, &["forget", "--keep-last", "2"], &warm, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("cleared stale lock"), "{err}");
+    let kept: Vec<String> = digests[2..].iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(remote_ids(&url, &warm), kept);
+    assert_eq!(
+        snapshot_ids(&s).len(),
+        5,
+        "the local store keeps its snapshots"
+    );
+
+    let before = remote_pack_bytes(&url);
+    let report = parse_json(&ok_at(&url, &["--json", "prune"], &warm));
+    let after = remote_pack_bytes(&url);
+    assert!(
+        before - after >= 850 << 10,
+        "prune freed {} bytes of the bucket ({before} -> {after}): {report}",
+        before - after
+    );
+    assert!(backend(&url, &flags(server, SECRET_KEY))
+        .size("lock")
+        .unwrap()
+        .is_none());
+    for cache in [&warm, &s.path("cold-after-prune")] {
+        for (id, digest) in &digests[2..] {
+            let target = cache.join(format!("restored-{id}"));
+            restore_from(&url, id, &target, cache);
+            assert_eq!(&tree_digest(&target), digest, "snapshot {id}");
+        }
+    }
+    let check = ok_at(&url, &["check", "--read-data"], &warm);
+    assert!(check.contains("no damage found"), "{check}");
+
+    // `cairn unlock` removes a lock whose holder cannot be checked.
+    let b = backend(&url, &flags(server, SECRET_KEY));
+    b.put("lock", b"not a cairn lock".to_vec()).unwrap();
+    fails_at(&url, &["prune"], &warm, &[], "in use by another process");
+    let out = ok_at(&url, &["unlock"], &warm);
+    assert!(out.contains("removed the lock"), "{out}");
+    ok_at(&url, &["prune"], &warm);
 }

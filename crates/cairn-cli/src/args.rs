@@ -145,6 +145,10 @@ pub enum Command {
     /// manifests. Only what the destination lacks is sent; an interrupted
     /// run is resumed by the next.
     Replicate(ReplicateArgs),
+    /// Remove a remote store's lock left by a cairn process that is gone
+    /// (a local store's lock is released by the system when its holder
+    /// ends, so there is nothing to remove).
+    Unlock,
     /// Restore a snapshot into a disposable directory and check every
     /// runbook step that can be checked offline; the record is kept in the
     /// store (exit 1 when a step fails).

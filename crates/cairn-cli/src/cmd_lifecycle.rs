@@ -94,9 +94,18 @@ pub fn apply(cli: &Cli, store: &Store, given: Option<Policy>, dry_run: bool) -> 
             None => bail!("no retention rule given and no policy stored: pass --keep-last, --keep-daily, ... or set one with `cairn policy`"),
         },
     };
+    // A remote store is locked before the plan: nothing else may write
+    // to it between the plan and the deletions.
+    let remote_lock = match store.files().remote() {
+        Some(b) if !dry_run => Some(crate::commands::remote_lock(cli, b.clone())?),
+        _ => None,
+    };
     let plan = forget::plan(store, &policy, now())?;
     if !dry_run {
-        forget::execute(store, &plan)?;
+        match &remote_lock {
+            Some(lock) => forget::execute_remote(store, &plan, lock)?,
+            None => forget::execute(store, &plan)?,
+        };
     }
     if cli.json {
         print_json(&plan_json(&policy, &plan, dry_run));
@@ -160,17 +169,23 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> anyhow::Result<ExitCode> {
             a.max_unused
         );
     }
-    let files = StoreFiles::open(&store_path(cli)?)?;
+    let files = crate::commands::store_files(cli, &crate::commands::store_location(cli)?)?;
     let _prune_lock = prune::prune_lock(&files)?;
+    // A remote store is locked for the whole prune (its writers are
+    // replicate, forget and prune, which all take that lock).
+    let remote_lock = match files.remote() {
+        Some(b) if !a.dry_run => Some(crate::commands::remote_lock(cli, b.clone())?),
+        _ => None,
+    };
     let opts = PruneOptions {
         max_unused_percent: a.max_unused,
         max_repack_bytes: a.max_repack_bytes,
     };
     let plan = prune::plan(&files, &opts)?;
-    let report = if a.dry_run {
-        None
-    } else {
-        Some(prune::execute(&files, &plan, &sweep_lock(cli)?)?)
+    let report = match (&remote_lock, a.dry_run) {
+        (_, true) => None,
+        (Some(lock), false) => Some(prune::execute_remote(&files, &plan, lock)?),
+        (None, false) => Some(prune::execute(&files, &plan, &sweep_lock(cli)?)?),
     };
     print_prune(cli, &plan, report.as_ref());
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,5 @@
-//! `cairn replicate`: plan, print, send.
+//! `cairn replicate` (plan, print, send) and `cairn unlock` for the remote
+//! stores it writes.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,14 @@ use cairn_store::prune;
 use cairn_store::replicate::{self, ReplicateOptions};
 
 use crate::args::{Cli, ReplicateArgs};
-use crate::commands::{human, location, print_json, retry_policy, store_files, store_location};
+use anyhow::Context;
+use cairn_remote::Location;
+use cairn_store::lock::StoreLock;
+
+use crate::commands::{
+    human, location, lock_options, print_json, remote_lock, retry_policy, store_files,
+    store_location,
+};
 use crate::progress::Bar;
 
 pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
@@ -27,6 +35,17 @@ pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--to {}: that is the store itself", a.to);
     }
     let dest = cairn_remote::open(&dest_loc, &retry_policy(cli))?;
+    // The destination's writers take its lock: a directory's lock file,
+    // or a remote store's lock object.
+    let _dest_lock: Box<dyn std::any::Any> = match &dest_loc {
+        Location::Local(path) if !a.dry_run => {
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Box::new(StoreLock::acquire(path, &lock_options(cli)?)?)
+        }
+        Location::S3(_) if !a.dry_run => Box::new(remote_lock(cli, dest.clone())?),
+        _ => Box::new(()),
+    };
     let snapshots = if a.snapshot.is_empty() {
         None
     } else {
@@ -78,6 +97,23 @@ pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
                 _ => String::new(),
             }
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn unlock(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let loc = store_location(cli)?;
+    if let Location::Local(path) = &loc {
+        println!(
+            "{} is a local store: its lock is released by the system when its holder ends; nothing to remove",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backend = cairn_remote::open(&loc, &retry_policy(cli))?;
+    match cairn_store::lock::RemoteLock::force_release(backend.as_ref())? {
+        Some(holder) => println!("removed the lock of {} held by {holder}", loc.display()),
+        None => println!("{} is not locked", loc.display()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,6 +77,19 @@ fn command_name() -> String {
     names.join(" ")
 }
 
+/// Takes the lock of a remote store as the command line says, and prints
+/// its warnings.
+pub fn remote_lock(
+    cli: &Cli,
+    backend: std::sync::Arc<dyn cairn_remote::Backend>,
+) -> anyhow::Result<cairn_store::lock::RemoteLock> {
+    let lock = cairn_store::lock::RemoteLock::acquire(backend, &lock_options(cli)?)?;
+    for w in lock.warnings() {
+        eprintln!("cairn: warning: {w}");
+    }
+    Ok(lock)
+}
+
 /// Where remote stores keep their local index cache.
 fn cache_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
     if let Some(d) = &cli.s3.cache_dir {

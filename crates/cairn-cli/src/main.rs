@@ -61,6 +61,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(a) => cmd_lifecycle::prune(cli, a),
         Command::PurgeTenant(a) => cmd_lifecycle::purge_tenant(cli, a),
         Command::Replicate(a) => cmd_replicate::replicate(cli, a),
+        Command::Unlock => cmd_replicate::unlock(cli),
         Command::Drill(a) => cmd_drill::drill(cli, a),
         Command::Drills => cmd_drill::drills(cli),
         Command::ImportHitkeepBackups(a) => cmd_import::import(cli, a),

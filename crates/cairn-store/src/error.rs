@@ -147,6 +147,14 @@ pub enum StoreError {
     /// Invalid use.
     #[error("{0}")]
     Usage(String),
+    /// Another process writes to the remote store (holds its lock object).
+    #[error("store {location} is in use by {holder} (if that process is gone, `cairn --store {location} unlock` removes its lock)")]
+    RemoteLocked {
+        /// The store's URL.
+        location: String,
+        /// Who holds the lock, from its lock record.
+        holder: Box<crate::lock::LockHolder>,
+    },
     /// Another process has the store open (holds `STORE/lock`).
     #[error("store {} is in use by {holder}", path.display())]
     Locked {

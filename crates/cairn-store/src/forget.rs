@@ -9,6 +9,7 @@ use std::fs;
 
 use crate::atomic;
 use crate::error::{IoContext, Result, StoreError};
+use crate::lock::RemoteLock;
 use crate::retention::{ForgetPlan, Policy, POLICY_FILE};
 use crate::store::Store;
 
@@ -60,6 +61,20 @@ pub fn plan(store: &Store, policy: &Policy, now: i64) -> Result<ForgetPlan> {
     }
     let ids: Vec<_> = store.manifest_ids()?.into_iter().collect();
     Ok(policy.plan(&ids, now))
+}
+
+/// Removes the manifests `plan` drops from a remote store, whose lock
+/// `_lock` proves is held (no replication or prune runs meanwhile).
+pub fn execute_remote(store: &Store, plan: &ForgetPlan, _lock: &RemoteLock) -> Result<usize> {
+    let Some(b) = store.files().remote() else {
+        return execute(store, plan);
+    };
+    for (id, _) in &plan.remove {
+        b.delete(&crate::files::manifest_name(*id))?;
+        store.index().remove_snapshot(*id)?;
+    }
+    store.index().flush()?;
+    Ok(plan.remove.len())
 }
 
 /// Removes the snapshots `plan` drops. Returns how many were removed.

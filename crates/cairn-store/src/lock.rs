@@ -197,7 +197,7 @@ pub struct StoreLock {
 
 impl StoreLock {
     /// Takes the lock of the store at `root`, waiting as `opts` says.
-    pub(crate) fn acquire(root: &Path, opts: &LockOptions) -> Result<Self> {
+    pub fn acquire(root: &Path, opts: &LockOptions) -> Result<Self> {
         let path = root.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -293,6 +293,110 @@ impl Drop for StoreLock {
         // ownership). Closing the file releases the flock.
         if std::process::id() == self.record.pid {
             let _ = self.file.set_len(0);
+        }
+    }
+}
+
+/// Name of a remote store's lock object.
+pub const REMOTE_LOCK: &str = "lock";
+
+/// The lock of a remote store: an object created only if absent
+/// (a conditional PUT), holding the same record as a local lock file, and
+/// deleted on release. Whoever writes to a remote store holds it
+/// (replicate, forget, prune), so they run one at a time. A record left by
+/// a process that is gone from this host is cleared; one from another host
+/// is reported, and `cairn unlock` removes it once that process is known
+/// to be gone.
+#[derive(Debug)]
+pub struct RemoteLock {
+    backend: std::sync::Arc<dyn cairn_remote::Backend>,
+    record: LockRecord,
+    warnings: Vec<String>,
+}
+
+impl RemoteLock {
+    /// Takes the lock of the store `backend` holds, waiting as `opts` says.
+    pub fn acquire(
+        backend: std::sync::Arc<dyn cairn_remote::Backend>,
+        opts: &LockOptions,
+    ) -> Result<Self> {
+        let command = opts.command.clone().unwrap_or_else(program_name);
+        let record = LockRecord::current(&command);
+        let deadline = Instant::now().checked_add(opts.wait);
+        let mut warnings = Vec::new();
+        loop {
+            if backend.put_new(REMOTE_LOCK, record.encode().into_bytes())? {
+                return Ok(Self {
+                    backend,
+                    record,
+                    warnings,
+                });
+            }
+            let text = match backend.get(REMOTE_LOCK) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                // Released meanwhile.
+                Err(cairn_remote::RemoteError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let holder = match LockRecord::parse(&text) {
+                Some(r) => match liveness(&r) {
+                    Liveness::Gone(why) => {
+                        backend.delete(REMOTE_LOCK)?;
+                        warnings.push(format!("cleared stale lock of {r}: {why}"));
+                        continue;
+                    }
+                    _ => LockHolder::Known(r),
+                },
+                None => LockHolder::Unknown {
+                    detail: format!(
+                        "its lock object {} is not cairn's",
+                        backend.object_location(REMOTE_LOCK)
+                    ),
+                },
+            };
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return Err(StoreError::RemoteLocked {
+                    location: backend.location(),
+                    holder: Box::new(holder),
+                });
+            }
+            std::thread::sleep(left.min(Duration::from_secs(1)));
+        }
+    }
+
+    /// Removes the lock of the store `backend` holds, whoever holds it;
+    /// returns the record it held, if any.
+    pub fn force_release(backend: &dyn cairn_remote::Backend) -> Result<Option<String>> {
+        match backend.get(REMOTE_LOCK) {
+            Ok(b) => {
+                backend.delete(REMOTE_LOCK)?;
+                let text = String::from_utf8_lossy(&b).into_owned();
+                Ok(Some(
+                    LockRecord::parse(&text).map_or(text, |r| format!("cairn {r}")),
+                ))
+            }
+            Err(cairn_remote::RemoteError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Warnings about a stale lock cleared on the way in.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+impl Drop for RemoteLock {
+    fn drop(&mut self) {
+        // Only our own record is removed (a lock broken by `cairn unlock`
+        // and taken by another process stays).
+        if let Ok(b) = self.backend.get(REMOTE_LOCK) {
+            if LockRecord::parse(&String::from_utf8_lossy(&b)).as_ref() == Some(&self.record) {
+                let _ = self.backend.delete(REMOTE_LOCK);
+            }
         }
     }
 }

@@ -44,19 +44,25 @@ pub(crate) struct SinkCounters {
 }
 
 /// Finishes a pack built into the temp file `temp`: trailer, fsync, then
-/// renamed into `packs/` (and the directory fsynced). If a pack with the
-/// same bytes is there already, the temp is dropped and `placed` is false.
+/// renamed into `packs/` (and the directory fsynced), or, for a remote
+/// store, uploaded (and the temp removed). If a pack with the same bytes
+/// is there already, the temp is dropped and `placed` is false.
 /// Returns (id, trailer, length, placed).
 pub(crate) fn seal_pack(
     files: &StoreFiles,
     builder: PackBuilder<BufWriter<File>>,
     temp: &Path,
 ) -> Result<(PackId, PackTrailer, u64, bool)> {
-    files.require_local("writing a pack")?;
     let (id, trailer, len, w) = builder.finish().at(temp)?;
     let f = w.into_inner().map_err(|e| e.into_error()).at(temp)?;
     f.sync_all().at(temp)?;
     drop(f);
+    if let Some(b) = files.remote() {
+        let bytes = fs::read(temp).at(temp)?;
+        let placed = b.put_new(&crate::files::pack_name(&id), bytes);
+        let _ = fs::remove_file(temp);
+        return Ok((id, trailer, len, placed?));
+    }
     let dest = files.pack_path(&id);
     if dest.exists() {
         let _ = fs::remove_file(temp);

@@ -358,8 +358,7 @@ fn rewrite(files: &StoreFiles, plan: &PrunePlan) -> Result<Vec<PackId>> {
         if plan.packs[p].action != PackAction::Rewrite {
             continue;
         }
-        let path = files.pack_path(pack);
-        let bytes = fs::read(&path).at(&path)?;
+        let bytes = files.read_pack(pack)?;
         let damaged = |detail: String| {
             StoreError::Usage(format!(
                 "prune stopped: pack {pack} is damaged ({detail}); nothing was deleted (run `cairn repair`)"
@@ -454,6 +453,48 @@ pub fn hold_prune_lock(files: &StoreFiles, busy: &str) -> Result<File> {
         ))),
         Err(fs::TryLockError::Error(e)) => Err(e).at(&path),
     }
+}
+
+/// Executes `plan` on a remote store, whose lock `_lock` was held since
+/// before the plan, so no snapshot can have been added meanwhile (every
+/// writer of a remote store takes that lock): live chunks of the packs to
+/// rewrite are copied into new packs, uploaded, and only then are the
+/// doomed packs deleted. The cache index is brought in step by the next
+/// open. A kill leaves at worst new packs that duplicate chunks, or
+/// doomed packs not yet deleted; the next prune handles both.
+pub fn execute_remote(
+    files: &StoreFiles,
+    plan: &PrunePlan,
+    _lock: &crate::lock::RemoteLock,
+) -> Result<PruneReport> {
+    let Some(b) = files.remote() else {
+        return Err(StoreError::Usage(
+            "execute_remote needs a remote store".into(),
+        ));
+    };
+    let mut report = PruneReport {
+        pack_bytes_before: files.pack_files()?.values().sum(),
+        ..PruneReport::default()
+    };
+    let now: BTreeSet<SnapshotId> = files.manifest_ids()?;
+    if now.iter().ne(plan.snapshots.keys()) {
+        return Err(StoreError::Usage(format!(
+            "prune stopped: the snapshots of {} changed since the plan although its lock was held; nothing was deleted",
+            files.location()
+        )));
+    }
+    report.packs_written = rewrite(files, plan)?;
+    crate::gate::pause_point("prune-before-sweep");
+    let written: HashSet<PackId> = report.packs_written.iter().copied().collect();
+    for (p, (pack, _, _)) in plan.catalog.packs.iter().enumerate() {
+        if plan.packs[p].action == PackAction::Keep || written.contains(pack) {
+            continue;
+        }
+        b.delete(&crate::files::pack_name(pack))?;
+        report.packs_deleted.push(*pack);
+    }
+    report.pack_bytes_after = files.pack_files()?.values().sum();
+    Ok(report)
 }
 
 /// Executes `plan` (steps 2 and 3), taking the store lock for the sweep
