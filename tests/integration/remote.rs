@@ -163,6 +163,36 @@ fn restore_from(store: &str, id: &str, target: &Path, cache: &Path) {
     );
 }
 
+/// Starts `cairn replicate --jobs 1` from `s`'s store to `url` and waits
+/// until it has sent its first pack and stopped at a gate (holding the
+/// destination's lock) that is never opened.
+fn paused_replication(s: &Scratch, url: &str) -> std::process::Child {
+    let gate = s.path("gate");
+    fs::write(&gate, b"").unwrap();
+    let store = s.store();
+    let child = Command::new(cairn_bin())
+        .args(["--store", store.to_str().unwrap()])
+        .args(["replicate", "--jobs", "1", "--to", url])
+        .env(
+            "CAIRN_PAUSE",
+            format!("replicate-after-pack:{}", gate.display()),
+        )
+        .env("CAIRN_CACHE_DIR", s.path("cache"))
+        .envs(S3Server::shared().env())
+        .spawn()
+        .expect("start replicate");
+    let reached = s.path("gate.reached");
+    let started = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "replicate never sent a pack"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
 fn remote_ids(url: &str, cache: &Path) -> Vec<String> {
     parse_json(&ok_at(url, &["--json", "list"], cache))
         .as_array()
@@ -298,35 +328,7 @@ fn a_replication_killed_half_way_is_resumed_without_resending() {
     let total = pack_names(&s.store()).len();
     assert!(total >= 4, "want several packs, got {total}");
 
-    let gate = s.path("gate");
-    fs::write(&gate, b"").unwrap();
-    let mut child = Command::new(cairn_bin())
-        .args([
-            "--store",
-            s.store().to_str().unwrap(),
-            "replicate",
-            "--jobs",
-            "1",
-            "--to",
-            &url,
-        ])
-        .env(
-            "CAIRN_PAUSE",
-            format!("replicate-after-pack:{}", gate.display()),
-        )
-        .env("CAIRN_CACHE_DIR", s.path("cache"))
-        .envs(server.env())
-        .spawn()
-        .expect("start replicate");
-    let reached = s.path("gate.reached");
-    let started = std::time::Instant::now();
-    while !reached.exists() {
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "replicate never sent a pack"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut child = paused_replication(&s, &url);
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     let cold = s.path("cold");
@@ -464,38 +466,9 @@ fn forget_and_prune_on_a_bucket_free_space_under_its_lock() {
     assert_eq!(remote_ids(&url, &warm).len(), 4);
 
     // A replication paused after its first pack holds the bucket's lock.
-    let gate = s.path("gate");
-    fs::write(&gate, b"").unwrap();
-    let url2 = url.clone();
     put("f.bin");
     s.snapshot(&data);
-    let mut child = Command::new(cairn_bin())
-        .args([
-            "--store",
-            s.store().to_str().unwrap(),
-            "replicate",
-            "--jobs",
-            "1",
-            "--to",
-            &url2,
-        ])
-        .env(
-            "CAIRN_PAUSE",
-            format!("replicate-after-pack:{}", gate.display()),
-        )
-        .env("CAIRN_CACHE_DIR", s.path("cache"))
-        .envs(server.env())
-        .spawn()
-        .expect("start replicate");
-    let reached = s.path("gate.reached");
-    let started = std::time::Instant::now();
-    while !reached.exists() {
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "replicate never sent a pack"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut child = paused_replication(&s, &url);
     fails_at(
         &url,
         &["forget", "--keep-last", "2"],
