@@ -283,6 +283,10 @@ fn replicate_to_s3_is_incremental_and_every_snapshot_restores_from_it() {
     assert!(listing.contains("hitkeep.db"), "{listing}");
     let check = ok_at(&url, &["check", "--read-data"], &cold);
     assert!(check.contains("no damage found"), "{check}");
+    let local = parse_json(&s.ok(&["--json", "stats"]));
+    let remote = parse_json(&ok_at(&url, &["--json", "stats"], &cold));
+    assert_eq!(remote["logical_bytes"], local["logical_bytes"], "{remote}");
+    assert_eq!(remote["snapshots"], local["snapshots"], "{remote}");
 
     // A directory replica is a complete store.
     let replica = s.path("replica");

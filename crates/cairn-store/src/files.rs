@@ -259,6 +259,21 @@ impl StoreFiles {
         fs::read(&path).at(&path)
     }
 
+    /// Bytes of the manifests and the config.
+    pub fn metadata_bytes(&self) -> Result<u64> {
+        if let Some(b) = &self.remote {
+            let manifests: u64 = b.list("snapshots")?.iter().map(|o| o.size).sum();
+            return Ok(manifests + b.size("config")?.unwrap_or(0));
+        }
+        let mut total = 0;
+        let dir = self.root.join("snapshots");
+        for e in fs::read_dir(&dir).at(&dir)? {
+            total += e.at(&dir)?.metadata().at(&dir)?.len();
+        }
+        let config = self.root.join("config");
+        Ok(total + fs::metadata(&config).at(&config)?.len())
+    }
+
     /// The config's stored bytes.
     pub fn config_bytes(&self) -> Result<Vec<u8>> {
         match &self.remote {

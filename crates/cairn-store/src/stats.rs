@@ -3,7 +3,7 @@
 
 use cairn_format::SnapshotId;
 
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::store::Store;
 
 /// One snapshot's line in the stats.
@@ -47,14 +47,7 @@ pub struct StoreStats {
 /// Computes the statistics of `store`.
 pub fn stats(store: &Store) -> Result<StoreStats> {
     let packs = store.pack_files()?;
-    let mut stored: u64 = packs.values().sum();
-    let snap_dir = store.root().join("snapshots");
-    for e in std::fs::read_dir(&snap_dir).at(&snap_dir)? {
-        stored += e.at(&snap_dir)?.metadata().at(&snap_dir)?.len();
-    }
-    stored += std::fs::metadata(store.root().join("config"))
-        .at(store.root().join("config"))?
-        .len();
+    let stored: u64 = packs.values().sum::<u64>() + store.files().metadata_bytes()?;
     let snapshots: Vec<SnapshotLine> = store
         .snapshots()?
         .into_iter()
