@@ -35,6 +35,9 @@ pub struct StoreFiles {
 /// trailer (one request for most packs).
 const TAIL_FETCH: u64 = 256 * 1024;
 
+/// Where a remote store's metadata packs are kept in its cache directory.
+pub(crate) const PACK_CACHE: &str = "pack-cache";
+
 /// Object names inside a store.
 pub(crate) fn pack_name(id: &PackId) -> String {
     format!("packs/{}.pack", id.to_hex())
@@ -248,6 +251,64 @@ impl StoreFiles {
         let mut buf = vec![0u8; len as usize];
         f.read_exact_at(&mut buf, offset).at(&path)?;
         Ok(buf)
+    }
+
+    /// A frame for the reader. A remote store's metadata packs (trees and
+    /// chunk lists, read one small node at a time by every command) are
+    /// fetched whole once, checked against their name, and kept in the
+    /// cache directory; other frames are ranged reads.
+    pub(crate) fn read_frame(
+        &self,
+        pack: &PackId,
+        kind: cairn_format::pack::BlobKind,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
+        let Some(b) = &self.remote else {
+            return self.read_pack_range(pack, offset, len);
+        };
+        if kind != cairn_format::pack::BlobKind::Meta {
+            return Ok(b.get_range(&pack_name(pack), offset..offset + len)?);
+        }
+        let path = self
+            .root
+            .join(PACK_CACHE)
+            .join(format!("{}.pack", pack.to_hex()));
+        if !path.exists() {
+            let bytes = b.get(&pack_name(pack))?;
+            if PackId::of(&bytes) != *pack {
+                return Err(StoreError::Usage(format!(
+                    "{} does not match its name (damaged)",
+                    b.object_location(&pack_name(pack))
+                )));
+            }
+            let dir = self.root.join(PACK_CACHE);
+            fs::create_dir_all(&dir).at(&dir)?;
+            crate::atomic::write_file(&self.root.join("tmp"), &path, &bytes, true)?;
+        }
+        let f = File::open(&path).at(&path)?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, offset).at(&path)?;
+        Ok(buf)
+    }
+
+    /// Drops cached metadata packs the remote store no longer has.
+    pub(crate) fn trim_pack_cache(&self, packs: &BTreeMap<PackId, u64>) {
+        let dir = self.root.join(PACK_CACHE);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let keep = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(|h| h.parse::<PackId>().ok())
+                .is_some_and(|id| packs.contains_key(&id));
+            if !keep {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     /// A whole pack's bytes.

@@ -198,7 +198,12 @@ impl<'s> ChunkReader<'s> {
                 f
             } else if self.files.remote().is_some() {
                 self.files
-                    .read_pack_range(&loc.pack, loc.frame_offset, u64::from(loc.frame_len))
+                    .read_frame(
+                        &loc.pack,
+                        loc.kind,
+                        loc.frame_offset,
+                        u64::from(loc.frame_len),
+                    )
                     .map_err(|e| damaged(format!("frame unreadable: {e}")))?
             } else {
                 if !matches!(&cache.file, Some((p, _)) if *p == loc.pack) {

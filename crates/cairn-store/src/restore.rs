@@ -249,20 +249,32 @@ pub fn execute(
         ensure_dir(&target.join(rel))?;
     }
     let reader = ChunkReader::new(store);
-    let outcomes: Vec<(usize, std::result::Result<u64, String>)> = plan
-        .files
-        .par_iter()
-        .enumerate()
-        .map_init(
-            || (FrameCache::default(), FrameCache::default()),
-            |(lists, data), (i, f)| {
-                let r = restore_file(&reader, lists, data, f, target, progress)
-                    .map_err(|e| e.to_string());
-                progress.file_done();
-                (i, r)
-            },
-        )
-        .collect();
+    let restore_all = || -> Vec<(usize, std::result::Result<u64, String>)> {
+        plan.files
+            .par_iter()
+            .enumerate()
+            .map_init(
+                || (FrameCache::default(), FrameCache::default()),
+                |(lists, data), (i, f)| {
+                    let r = restore_file(&reader, lists, data, f, target, progress)
+                        .map_err(|e| e.to_string());
+                    progress.file_done();
+                    (i, r)
+                },
+            )
+            .collect()
+    };
+    // From a remote store most files cost a request or two of latency
+    // each: more files are restored at once than there are cores.
+    let outcomes = match store.files().remote() {
+        Some(_) => rayon::ThreadPoolBuilder::new()
+            .num_threads(REMOTE_FILES_AT_ONCE)
+            .thread_name(|i| format!("cairn-restore-{i}"))
+            .build()
+            .map_err(|e| StoreError::Usage(format!("cannot start restore threads: {e}")))?
+            .install(restore_all),
+        None => restore_all(),
+    };
     for (rel, _) in &plan.dirs {
         atomic::sync_dir(&target.join(rel))?;
     }
@@ -344,6 +356,9 @@ fn restore_file(
     }
     result
 }
+
+/// Files restored at once from a remote store.
+const REMOTE_FILES_AT_ONCE: usize = 16;
 
 /// Raw bytes of chunks fetched ahead at once from a remote store (per
 /// restoring thread).

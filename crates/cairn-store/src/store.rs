@@ -224,6 +224,9 @@ impl Store {
             ..IndexSync::default()
         };
         let on_disk = self.pack_files()?;
+        if self.files.remote().is_some() {
+            self.files.trim_pack_cache(&on_disk);
+        }
         let mut indexed: BTreeMap<PackId, u64> = self.index.packs()?.into_iter().collect();
         report.vanished_packs = indexed
             .iter()
