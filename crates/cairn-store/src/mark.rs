@@ -5,10 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cairn_format::pack::PackEntry;
+use cairn_format::pack::{PackEntry, PackTrailer};
 use cairn_format::{ChunkId, ChunkList, EntryKind, Manifest, PackId, TreeEntry};
 use cairn_index::ChunkLocation;
 use cairn_remote::RemoteError;
+use rayon::prelude::*;
 
 use crate::error::{Result, StoreError};
 use crate::files::StoreFiles;
@@ -25,10 +26,19 @@ impl Catalog {
     /// Reads the trailer of every pack of `files`. A pack whose trailer
     /// cannot be read stops the prune (its chunks' liveness is unknown).
     pub fn read(files: &StoreFiles) -> Result<Self> {
+        let listed: Vec<(PackId, u64)> = files.pack_files()?.into_iter().collect();
+        // In parallel: a remote store's trailers cost a request or two each.
+        let trailers: Vec<Result<PackTrailer>> = listed
+            .par_iter()
+            .map(|(id, len)| match files.remote() {
+                Some(b) => files.read_remote_trailer(b.as_ref(), id, *len),
+                None => files.read_trailer(id),
+            })
+            .collect();
         let mut packs = Vec::new();
         let mut home = HashMap::new();
-        for (id, len) in files.pack_files()? {
-            let trailer = match files.read_trailer(&id) {
+        for ((id, len), trailer) in listed.into_iter().zip(trailers) {
+            let trailer = match trailer {
                 Ok(t) => t,
                 // Removed since the listing (an abandoned run's pack).
                 Err(StoreError::Io { cause, .. })
@@ -39,7 +49,7 @@ impl Catalog {
                 Err(StoreError::Remote(RemoteError::NotFound { .. })) => continue,
                 Err(e) => {
                     return Err(StoreError::Usage(format!(
-                        "prune stopped: pack {id} is unreadable ({e}); run `cairn check` and `cairn repair` first"
+                        "pack {id} is unreadable ({e}); nothing was changed: run `cairn check` and `cairn repair` first"
                     )))
                 }
             };

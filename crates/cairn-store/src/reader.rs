@@ -46,7 +46,7 @@ pub struct FrameCache {
 const REMOTE_FETCHES: usize = 8;
 /// Neighbouring frames closer than this are fetched as one range (the gap
 /// is read and dropped).
-const MERGE_GAP: u64 = 64 * 1024;
+const MERGE_GAP: u64 = 256 * 1024;
 /// The longest merged range.
 const MAX_RANGE: u64 = 8 << 20;
 
@@ -194,8 +194,10 @@ impl<'s> ChunkReader<'s> {
         let cached =
             matches!(&cache.frame, Some((p, o, _)) if *p == loc.pack && *o == loc.frame_offset);
         if !cached {
-            let frame = if let Some(f) = cache.ahead.remove(&(loc.pack, loc.frame_offset)) {
-                f
+            // Not removed: a window can come back to a frame (a block
+            // repeated in a file points to the same chunk).
+            let frame = if let Some(f) = cache.ahead.get(&(loc.pack, loc.frame_offset)) {
+                f.clone()
             } else if self.files.remote().is_some() {
                 self.files
                     .read_frame(

@@ -358,11 +358,11 @@ fn restore_file(
 }
 
 /// Files restored at once from a remote store.
-const REMOTE_FILES_AT_ONCE: usize = 16;
+const REMOTE_FILES_AT_ONCE: usize = 8;
 
 /// Raw bytes of chunks fetched ahead at once from a remote store (per
 /// restoring thread).
-const PREFETCH_WINDOW: u64 = 16 << 20;
+const PREFETCH_WINDOW: u64 = 4 << 20;
 
 /// Writes `f`'s content to a new file at `temp`, checking every chunk
 /// against its id and the whole content against the file hash, then sets
@@ -396,27 +396,41 @@ pub(crate) fn stage_file(
         })
     };
     if reader.fetches_ahead() {
-        // A remote store: a window of chunks is fetched in parallel
-        // ranges, then written in order.
-        let mut window: Vec<ChunkId> = Vec::new();
-        let mut window_bytes = 0u64;
-        let mut flush = |window: &mut Vec<ChunkId>, data: &mut FrameCache| -> Result<()> {
-            reader.prefetch(window, data, &ctx)?;
-            for id in window.drain(..) {
-                write(&id, data)?;
-            }
+        // A remote store: the file's chunks go in windows; each window is
+        // fetched (in parallel ranges) while the one before is written.
+        let mut front = std::mem::take(data);
+        let mut back = FrameCache::default();
+        let (mut filling, mut ready) = (Vec::new(), Vec::new());
+        let mut filled = 0u64;
+        let mut step = |filling: &mut Vec<ChunkId>,
+                        ready: &mut Vec<ChunkId>,
+                        front: &mut FrameCache,
+                        back: &mut FrameCache|
+         -> Result<()> {
+            let (fetched, wrote) = rayon::join(
+                || reader.prefetch(filling, back, &ctx),
+                || ready.drain(..).try_for_each(|id| write(&id, front)),
+            );
+            fetched?;
+            wrote?;
+            std::mem::swap(front, back);
+            std::mem::swap(ready, filling);
             Ok(())
         };
         for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
-            window.push(child.id);
-            window_bytes += child.len;
-            if window_bytes >= PREFETCH_WINDOW {
-                window_bytes = 0;
-                flush(&mut window, data)?;
+            filling.push(child.id);
+            filled += child.len;
+            if filled >= PREFETCH_WINDOW {
+                filled = 0;
+                step(&mut filling, &mut ready, &mut front, &mut back)?;
             }
             Ok(())
         })?;
-        flush(&mut window, data)?;
+        // Fetch the last window while the one before is written, then
+        // write the last.
+        step(&mut filling, &mut ready, &mut front, &mut back)?;
+        step(&mut filling, &mut ready, &mut front, &mut back)?;
+        *data = front;
     } else {
         for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
             write(&child.id, data)
