@@ -23,10 +23,11 @@ What it does (all in --work, emptied first, removed at the end):
    prefixes: wall time, bytes the prefix grew by, and what the snapshot
    added locally (cairn's store growth; restic's repository growth).
 5. Restore of the last snapshot straight from the bucket, `--runs` times
-   into empty directories: cairn with an empty cache directory every time
-   (index rebuilt from the bucket, every chunk and file verified), restic
-   with its cache (`restic restore --verify`). Each restore is compared
-   with the data path (`diff -r`).
+   into empty directories: cairn with an empty cache directory (index
+   rebuilt from the bucket), then again with the cache that left (its
+   index and metadata packs), every chunk and file verified; restic with
+   its cache (`restic restore --verify`). Each restore is compared with
+   the data path (`diff -r`).
 
 Throughput is the data path's logical size (or the bytes sent) over wall
 time. Needs: cairn built (`cargo build --release -p cairn-cli`), restic,
@@ -195,11 +196,18 @@ def main(argv=None):
             cold = dict(env, CAIRN_CACHE_DIR=os.path.join(work, f"cold-cache-{k}"))
             c = run([cairn, "--store", f"s3://{BUCKET}/cairn-{last}", "restore", "--snapshot", "latest",
                      "--target", tc], env=cold)
+            # Again with the cache that restore left (index and metadata packs).
+            tw = os.path.join(work, f"rw-{k}")
+            w = run([cairn, "--store", f"s3://{BUCKET}/cairn-{last}", "restore", "--snapshot", "latest",
+                     "--target", tw], env=cold)
             r = run(["restic", "-r", s3_restic(last), "--cache-dir", rcache, "restore", "latest", "--verify",
                      "--target", tr], env=env)
             # restic 0.14 restores /abs/DATA as TARGET/abs/DATA.
             ok_c, ok_r = same_tree(data, tc)[0], same_tree(data, os.path.join(tr, data.lstrip("/")))[0]
+            ok_c = ok_c and same_tree(data, tw)[0]
+            shutil.rmtree(tw)
             row = dict(cairn_s=c["wall_s"], cairn_rss_kib=c["maxrss_kib"], cairn_identical=ok_c,
+                       cairn_warm_s=w["wall_s"], cairn_warm_rss_kib=w["maxrss_kib"],
                        restic_s=r["wall_s"], restic_rss_kib=r["maxrss_kib"], restic_identical=ok_r)
             log("restore", k, row)
             res["restore"].append(row)
@@ -228,8 +236,11 @@ def summarize(res):
           f"the snapshot added {fmt_b(i['cairn_added_locally'])} locally, ratio "
           f"{i['cairn_sent'] / max(1, i['cairn_added_locally']):.3f}); restic copy {i['restic_s']:.2f}s "
           f"(bucket +{fmt_b(i['restic_grew'])}; added {fmt_b(i['restic_added_locally'])} locally)")
+    rw = median([x["cairn_warm_s"] for x in r])
     print(f"restore from the bucket: cairn {rc:.2f}s ({d / mib / rc:.1f} MiB/s, cold cache, "
-          f"peak RSS {median([x['cairn_rss_kib'] for x in r]) / 1024:.0f} MiB), restic {rr:.2f}s "
+          f"peak RSS {median([x['cairn_rss_kib'] for x in r]) / 1024:.0f} MiB), warm cache {rw:.2f}s "
+          f"({d / mib / rw:.1f} MiB/s, peak RSS {median([x['cairn_warm_rss_kib'] for x in r]) / 1024:.0f} MiB, "
+          f"ratio {rw / rr:.2f}), restic {rr:.2f}s "
           f"({d / mib / rr:.1f} MiB/s, peak RSS {median([x['restic_rss_kib'] for x in r]) / 1024:.0f} MiB), "
           f"ratio {rc / rr:.2f}; identical: cairn {all(x['cairn_identical'] for x in r)}, "
           f"restic {all(x['restic_identical'] for x in r)}")
