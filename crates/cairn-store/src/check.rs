@@ -827,7 +827,10 @@ fn read_pack(store: &Store, id: &PackId, len: u64, progress: &dyn Progress) -> P
             return out;
         }
     };
-    let path = store.pack_path(id);
+    let path = match store.files().remote() {
+        Some(b) => std::path::PathBuf::from(b.object_location(&crate::files::pack_name(id))),
+        None => store.pack_path(id),
+    };
     let io_err = |e: std::io::Error| StoreError::Io {
         path: path.clone(),
         cause: e,
@@ -838,6 +841,8 @@ fn read_pack(store: &Store, id: &PackId, len: u64, progress: &dyn Progress) -> P
             id: *id,
             pos: 0,
             len,
+            buf: Vec::new(),
+            at: 0,
         })
     } else {
         match File::open(&path) {
@@ -958,29 +963,37 @@ fn verify_frame(frame: &[u8], chunks: &[PackEntry]) -> Vec<(ChunkId, String)> {
 }
 
 /// A remote pack read front to back by ranged requests of
-/// [`READ_SIZE`] (never the whole pack in memory).
+/// [`READ_SIZE`] whatever the reader asks for (never the whole pack in
+/// memory, never a request per small read).
 struct RemotePackRead<'a> {
     files: &'a crate::StoreFiles,
     id: PackId,
+    /// Pack offset of the next request.
     pos: u64,
     len: u64,
+    /// The last response, served from `at`.
+    buf: Vec<u8>,
+    at: usize,
 }
 
 impl Read for RemotePackRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = (buf.len() as u64)
-            .min(READ_SIZE as u64)
-            .min(self.len - self.pos);
-        if want == 0 {
-            return Ok(0);
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buf.len() {
+            let want = (READ_SIZE as u64).min(self.len - self.pos);
+            if want == 0 {
+                return Ok(0);
+            }
+            self.buf = self
+                .files
+                .read_pack_range(&self.id, self.pos, want)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.pos += self.buf.len() as u64;
+            self.at = 0;
         }
-        let bytes = self
-            .files
-            .read_pack_range(&self.id, self.pos, want)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        buf[..bytes.len()].copy_from_slice(&bytes);
-        self.pos += bytes.len() as u64;
-        Ok(bytes.len())
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -82,7 +82,8 @@ impl StoreFiles {
         };
         let config = StoreConfig::decode(&bytes).what(backend.object_location("config"))?;
         let root = cache.join(hex::encode(config.store_id));
-        fs::create_dir_all(&root).at(&root)?;
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).at(&tmp)?;
         Ok(Self {
             root,
             config,

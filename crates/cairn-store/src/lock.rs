@@ -75,6 +75,9 @@ pub struct LockRecord {
     pub host: String,
     /// Kernel boot id (empty if unknown).
     pub boot_id: String,
+    /// The pid namespace (`/proc/self/ns/pid`; empty if unknown): two
+    /// containers on one kernel share the boot id but not their pids.
+    pub pid_ns: String,
     /// Process start time in clock ticks after boot (0 if unknown).
     pub start_ticks: u64,
     /// The command it runs (`snapshot`, `restore`, …).
@@ -93,6 +96,7 @@ impl LockRecord {
             pid: std::process::id(),
             host: hostname(),
             boot_id: boot_id(),
+            pid_ns: pid_namespace(),
             start_ticks: proc_stat("self").map_or(0, |s| s.start_ticks),
             command: one_line(command),
             since_unix,
@@ -106,10 +110,11 @@ impl LockRecord {
 
     fn encode(&self) -> String {
         format!(
-            "{RECORD_HEADER}\npid: {}\nhost: {}\nboot_id: {}\nstart_ticks: {}\ncommand: {}\nsince: {}\nsince_unix: {}\ncairn_version: {}\n",
+            "{RECORD_HEADER}\npid: {}\nhost: {}\nboot_id: {}\npid_ns: {}\nstart_ticks: {}\ncommand: {}\nsince: {}\nsince_unix: {}\ncairn_version: {}\n",
             self.pid,
             self.host,
             self.boot_id,
+            self.pid_ns,
             self.start_ticks,
             self.command,
             self.since(),
@@ -126,6 +131,7 @@ impl LockRecord {
         }
         let (mut pid, mut host, mut boot, mut ticks, mut command, mut since) =
             (None, None, String::new(), 0, String::new(), None);
+        let mut pid_ns = String::new();
         for line in lines {
             let Some((k, v)) = line.split_once(": ") else {
                 continue;
@@ -134,6 +140,7 @@ impl LockRecord {
                 "pid" => pid = v.parse().ok(),
                 "host" => host = Some(v.to_string()),
                 "boot_id" => boot = v.to_string(),
+                "pid_ns" => pid_ns = v.to_string(),
                 "start_ticks" => ticks = v.parse().unwrap_or(0),
                 "command" => command = v.to_string(),
                 "since_unix" => since = v.parse().ok(),
@@ -144,6 +151,7 @@ impl LockRecord {
             pid: pid?,
             host: host?,
             boot_id: boot,
+            pid_ns,
             start_ticks: ticks,
             command,
             since_unix: since?,
@@ -324,46 +332,79 @@ impl RemoteLock {
         let record = LockRecord::current(&command);
         let deadline = Instant::now().checked_add(opts.wait);
         let mut warnings = Vec::new();
+        let ours = record.encode().into_bytes();
         loop {
-            if backend.put_new(REMOTE_LOCK, record.encode().into_bytes())? {
+            let created = backend.put_new(REMOTE_LOCK, ours.clone())?;
+            let found = match backend.get(REMOTE_LOCK) {
+                Ok(b) => Some(b),
+                Err(cairn_remote::RemoteError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            // Ours (created now, or by an earlier attempt whose answer was
+            // lost): read back, so a lock broken meanwhile is not taken
+            // for held.
+            if found.as_deref() == Some(&ours[..]) {
                 return Ok(Self {
                     backend,
                     record,
                     warnings,
                 });
             }
-            let text = match backend.get(REMOTE_LOCK) {
-                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-                // Released meanwhile.
-                Err(cairn_remote::RemoteError::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let holder = match LockRecord::parse(&text) {
-                Some(r) => match liveness(&r) {
-                    Liveness::Gone(why) => {
-                        backend.delete(REMOTE_LOCK)?;
-                        warnings.push(format!("cleared stale lock of {r}: {why}"));
-                        continue;
+            let holder = match &found {
+                // Released between the two requests: try again.
+                None if !created => None,
+                None => Some(LockHolder::Unknown {
+                    detail: "the lock object vanished right after it was written".into(),
+                }),
+                Some(bytes) => {
+                    let text = String::from_utf8_lossy(bytes);
+                    match LockRecord::parse(&text) {
+                        Some(r) => match remote_liveness(&r) {
+                            Liveness::Gone(why) => {
+                                // Delete only if it still holds that record.
+                                if backend.get(REMOTE_LOCK).ok().as_deref() == Some(&bytes[..]) {
+                                    backend.delete(REMOTE_LOCK)?;
+                                    warnings.push(format!("cleared stale lock of {r}: {why}"));
+                                }
+                                None
+                            }
+                            _ => Some(LockHolder::Known(r)),
+                        },
+                        None => Some(LockHolder::Unknown {
+                            detail: format!(
+                                "its lock object {} is not cairn's",
+                                backend.object_location(REMOTE_LOCK)
+                            ),
+                        }),
                     }
-                    _ => LockHolder::Known(r),
-                },
-                None => LockHolder::Unknown {
-                    detail: format!(
-                        "its lock object {} is not cairn's",
-                        backend.object_location(REMOTE_LOCK)
-                    ),
-                },
+                }
             };
             let left = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
             });
-            if left.is_zero() {
-                return Err(StoreError::RemoteLocked {
-                    location: backend.location(),
-                    holder: Box::new(holder),
-                });
+            if let Some(holder) = holder {
+                if left.is_zero() {
+                    return Err(StoreError::RemoteLocked {
+                        location: backend.location(),
+                        holder: Box::new(holder),
+                    });
+                }
+                std::thread::sleep(left.min(Duration::from_secs(1)));
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(left.min(Duration::from_secs(1)));
+        }
+    }
+
+    /// Whether the lock object still holds this process's record (a
+    /// prune checks before it deletes anything).
+    pub fn still_held(&self) -> Result<bool> {
+        match self.backend.get(REMOTE_LOCK) {
+            Ok(b) => {
+                Ok(LockRecord::parse(&String::from_utf8_lossy(&b)).as_ref() == Some(&self.record))
+            }
+            Err(cairn_remote::RemoteError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -392,13 +433,31 @@ impl RemoteLock {
 impl Drop for RemoteLock {
     fn drop(&mut self) {
         // Only our own record is removed (a lock broken by `cairn unlock`
-        // and taken by another process stays).
-        if let Ok(b) = self.backend.get(REMOTE_LOCK) {
-            if LockRecord::parse(&String::from_utf8_lossy(&b)).as_ref() == Some(&self.record) {
-                let _ = self.backend.delete(REMOTE_LOCK);
-            }
+        // and taken by another process stays, unless it is taken between
+        // this check and the delete: object stores have no conditional
+        // delete every server supports).
+        if self.still_held().unwrap_or(false) {
+            let _ = self.backend.delete(REMOTE_LOCK);
         }
     }
+}
+
+/// [`liveness`] for a remote lock, which nothing but its record protects:
+/// its holder is judged gone only from the same host, kernel and pid
+/// namespace (two containers on one kernel share the boot id, not pids).
+fn remote_liveness(r: &LockRecord) -> Liveness {
+    let here = pid_namespace();
+    if r.host != hostname() || r.pid_ns.is_empty() || here.is_empty() || r.pid_ns != here {
+        return Liveness::Elsewhere;
+    }
+    liveness(r)
+}
+
+/// The pid namespace of this process (`pid:[4026531836]`), or empty.
+fn pid_namespace() -> String {
+    fs::read_link("/proc/self/ns/pid")
+        .map(|p| one_line(&p.to_string_lossy()))
+        .unwrap_or_default()
 }
 
 /// `Ok(true)` if the exclusive lock was taken, `Ok(false)` if another

@@ -465,7 +465,7 @@ pub fn hold_prune_lock(files: &StoreFiles, busy: &str) -> Result<File> {
 pub fn execute_remote(
     files: &StoreFiles,
     plan: &PrunePlan,
-    _lock: &crate::lock::RemoteLock,
+    lock: &crate::lock::RemoteLock,
 ) -> Result<PruneReport> {
     let Some(b) = files.remote() else {
         return Err(StoreError::Usage(
@@ -476,8 +476,7 @@ pub fn execute_remote(
         pack_bytes_before: files.pack_files()?.values().sum(),
         ..PruneReport::default()
     };
-    let now: BTreeSet<SnapshotId> = files.manifest_ids()?;
-    if now.iter().ne(plan.snapshots.keys()) {
+    if files.manifest_ids()?.iter().ne(plan.snapshots.keys()) {
         return Err(StoreError::Usage(format!(
             "prune stopped: the snapshots of {} changed since the plan although its lock was held; nothing was deleted",
             files.location()
@@ -485,6 +484,16 @@ pub fn execute_remote(
     }
     report.packs_written = rewrite(files, plan)?;
     crate::gate::pause_point("prune-before-sweep");
+    // Before anything is deleted: the lock is still ours and no snapshot
+    // came or went (a lock broken by `cairn unlock` while this ran would
+    // let a replication in).
+    let unchanged = files.manifest_ids()?.iter().eq(plan.snapshots.keys());
+    if !lock.still_held()? || !unchanged {
+        return Err(StoreError::Usage(format!(
+            "prune stopped: the lock of {} was lost or its snapshots changed while the prune ran; nothing was deleted (run it again)",
+            files.location()
+        )));
+    }
     let written: HashSet<PackId> = report.packs_written.iter().copied().collect();
     for (p, (pack, _, _)) in plan.catalog.packs.iter().enumerate() {
         if plan.packs[p].action == PackAction::Keep || written.contains(pack) {

@@ -199,14 +199,17 @@ impl<'s> ChunkReader<'s> {
             let frame = if let Some(f) = cache.ahead.get(&(loc.pack, loc.frame_offset)) {
                 f.clone()
             } else if self.files.remote().is_some() {
-                self.files
-                    .read_frame(
-                        &loc.pack,
-                        loc.kind,
-                        loc.frame_offset,
-                        u64::from(loc.frame_len),
-                    )
-                    .map_err(|e| damaged(format!("frame unreadable: {e}")))?
+                // The network failing is not damage: its error passes on.
+                match self.files.read_frame(
+                    &loc.pack,
+                    loc.kind,
+                    loc.frame_offset,
+                    u64::from(loc.frame_len),
+                ) {
+                    Ok(f) => f,
+                    Err(e @ StoreError::Remote(_)) => return Err(e),
+                    Err(e) => return Err(damaged(format!("frame unreadable: {e}"))),
+                }
             } else {
                 if !matches!(&cache.file, Some((p, _)) if *p == loc.pack) {
                     let path = self.files.pack_path(&loc.pack);
