@@ -724,6 +724,34 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(300));
     }
 
+    #[test]
+    fn a_remote_lock_is_stale_only_from_the_same_pid_namespace() {
+        let me = LockRecord::current("prune");
+        assert!(me.pid_ns.starts_with("pid:["), "{}", me.pid_ns);
+        assert_eq!(LockRecord::parse(&me.encode()), Some(me.clone()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let gone = LockRecord {
+            pid: dead,
+            ..me.clone()
+        };
+        assert!(matches!(remote_liveness(&gone), Liveness::Gone(_)));
+        // Another container on this kernel: same boot id, its own pids.
+        let elsewhere = LockRecord {
+            pid_ns: "pid:[1]".into(),
+            ..gone.clone()
+        };
+        assert!(matches!(remote_liveness(&elsewhere), Liveness::Elsewhere));
+        // A record from before pid namespaces were recorded.
+        let old = LockRecord {
+            pid_ns: String::new(),
+            ..gone
+        };
+        assert!(matches!(remote_liveness(&old), Liveness::Elsewhere));
+        assert!(matches!(remote_liveness(&me), Liveness::Running));
+    }
+
     fn leftover(dir: &Path, r: &LockRecord) -> Vec<String> {
         fs::write(dir.join(LOCK_FILE), r.encode()).unwrap();
         StoreLock::acquire(dir, &LockOptions::default())
