@@ -533,3 +533,61 @@ fn forget_and_prune_on_a_bucket_free_space_under_its_lock() {
     assert!(out.contains("removed the lock"), "{out}");
     ok_at(&url, &["prune"], &warm);
 }
+
+/// Transient failures are retried with backoff: through a proxy that drops
+/// its first connections, a replication with retries succeeds and the
+/// replica restores; with retries off, the same drops make it fail with
+/// one line naming the endpoint.
+#[test]
+fn replicate_retries_connections_that_drop() {
+    let server = S3Server::shared();
+    let s = Scratch::new();
+    let data = s.path("data");
+    let mut rng = SeededRng(31);
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("blob.bin"), rng.bytes(300 << 10)).unwrap();
+    s.ok(&["init"]);
+    let id = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    let store = s.store();
+    let store = store.to_str().unwrap();
+
+    let strict = crate::s3_server::FlakyProxy::start(&server.endpoint, 1);
+    let no_retries = [
+        ("AWS_ENDPOINT_URL", strict.endpoint.clone()),
+        ("CAIRN_S3_RETRIES", "0".to_string()),
+    ];
+    let url = server.url("retry");
+    fails_at(
+        store,
+        &["replicate", "--to", &url],
+        &s.path("c1"),
+        &no_retries,
+        &strict.endpoint,
+    );
+    assert_eq!(strict.dropped(), 1);
+
+    let flaky = crate::s3_server::FlakyProxy::start(&server.endpoint, 3);
+    let retries = [
+        ("AWS_ENDPOINT_URL", flaky.endpoint.clone()),
+        ("CAIRN_S3_RETRIES", "5".to_string()),
+    ];
+    let out = cairn_at(
+        store,
+        &["--json", "replicate", "--to", &url],
+        &s.path("c2"),
+        &retries,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        flaky.dropped(),
+        3,
+        "the first three connections were dropped"
+    );
+    let target = s.path("restored");
+    restore_from(&url, &id, &target, &s.path("c3"));
+    assert_same_tree(&data, &target);
+}
