@@ -28,10 +28,16 @@ fn flags(server: &S3Server, secret: &str) -> S3Flags {
     }
 }
 
+/// Both backends keep the same contract: a bucket prefix and a directory.
 #[test]
-fn s3_backend_puts_gets_ranges_lists_and_deletes() {
+fn backends_put_get_ranges_list_and_delete_alike() {
     let server = S3Server::shared();
-    let b = backend(&server.url("backend"), &flags(server, SECRET_KEY));
+    check_backend(backend(&server.url("backend"), &flags(server, SECRET_KEY)).as_ref());
+    let dir = tempfile::tempdir().unwrap();
+    check_backend(&cairn_remote::LocalDir::new(&dir.path().join("store")));
+}
+
+fn check_backend(b: &dyn Backend) {
     assert!(b.list("packs").unwrap().is_empty());
     b.put("packs/ab.pack", b"hello world".to_vec()).unwrap();
     assert!(!b.put_new("packs/ab.pack", b"other".to_vec()).unwrap());

@@ -140,37 +140,3 @@ impl Backend for LocalDir {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::RemoteError;
-
-    #[test]
-    fn objects_round_trip_and_list_relative_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = LocalDir::new(&dir.path().join("store"));
-        assert!(b.list("packs").unwrap().is_empty());
-        b.put("packs/ab.pack", b"hello world".to_vec()).unwrap();
-        assert!(!b.put_new("packs/ab.pack", b"other".to_vec()).unwrap());
-        assert!(b.put_new("snapshots/x", b"m".to_vec()).unwrap());
-        assert_eq!(b.get("packs/ab.pack").unwrap(), b"hello world");
-        assert_eq!(b.get_range("packs/ab.pack", 6..11).unwrap(), b"world");
-        assert_eq!(b.size("packs/ab.pack").unwrap(), Some(11));
-        assert_eq!(b.size("packs/none").unwrap(), None);
-        assert_eq!(
-            b.list("packs").unwrap(),
-            vec![ObjectInfo {
-                name: "ab.pack".into(),
-                size: 11
-            }]
-        );
-        assert!(matches!(
-            b.get("snapshots/y"),
-            Err(RemoteError::NotFound { .. })
-        ));
-        b.delete("packs/ab.pack").unwrap();
-        b.delete("packs/ab.pack").unwrap();
-        assert!(b.list("packs").unwrap().is_empty());
-    }
-}

@@ -213,6 +213,15 @@ impl StoreFiles {
         pack::decode_trailer(&trailer, off).what(format!("pack {id}"))
     }
 
+    /// [`read_trailer`](Self::read_trailer) of a pack whose length the
+    /// listing gave (a remote store then needs no HEAD request).
+    pub(crate) fn read_listed_trailer(&self, id: &PackId, len: u64) -> Result<PackTrailer> {
+        match &self.remote {
+            Some(b) => self.read_remote_trailer(b.as_ref(), id, len),
+            None => self.read_trailer(id),
+        }
+    }
+
     /// [`read_trailer`](Self::read_trailer) of a remote pack of known
     /// length: its header, then its tail (one request unless the trailer
     /// is longer than [`TAIL_FETCH`]).
@@ -395,17 +404,22 @@ impl StoreFiles {
 
     /// Reads a manifest from its file (the truth, not the catalog).
     pub fn load_manifest(&self, id: SnapshotId) -> Result<Manifest> {
-        let bytes = self.manifest_bytes(id)?;
-        let m = Manifest::decode(&bytes).what(format!("snapshot {id}"))?;
-        if m.id != id {
-            return Err(StoreError::Format {
-                what: format!("snapshot {id}"),
-                cause: cairn_format::FormatError::Invalid {
-                    what: "snapshot manifest",
-                    detail: format!("file holds snapshot {}", m.id),
-                },
-            });
-        }
-        Ok(m)
+        decode_manifest(id, &self.manifest_bytes(id)?)
     }
+}
+
+/// Decodes the stored bytes of manifest `id`, checking they hold that
+/// snapshot.
+pub(crate) fn decode_manifest(id: SnapshotId, bytes: &[u8]) -> Result<Manifest> {
+    let m = Manifest::decode(bytes).what(format!("snapshot {id}"))?;
+    if m.id != id {
+        return Err(StoreError::Format {
+            what: format!("snapshot {id}"),
+            cause: cairn_format::FormatError::Invalid {
+                what: "snapshot manifest",
+                detail: format!("file holds snapshot {}", m.id),
+            },
+        });
+    }
+    Ok(m)
 }

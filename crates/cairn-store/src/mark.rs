@@ -30,10 +30,7 @@ impl Catalog {
         // In parallel: a remote store's trailers cost a request or two each.
         let trailers: Vec<Result<PackTrailer>> = listed
             .par_iter()
-            .map(|(id, len)| match files.remote() {
-                Some(b) => files.read_remote_trailer(b.as_ref(), id, *len),
-                None => files.read_trailer(id),
-            })
+            .map(|(id, len)| files.read_listed_trailer(id, *len))
             .collect();
         let mut packs = Vec::new();
         let mut home = HashMap::new();

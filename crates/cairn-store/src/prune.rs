@@ -476,12 +476,6 @@ pub fn execute_remote(
         pack_bytes_before: files.pack_files()?.values().sum(),
         ..PruneReport::default()
     };
-    if files.manifest_ids()?.iter().ne(plan.snapshots.keys()) {
-        return Err(StoreError::Usage(format!(
-            "prune stopped: the snapshots of {} changed since the plan although its lock was held; nothing was deleted",
-            files.location()
-        )));
-    }
     report.packs_written = rewrite(files, plan)?;
     crate::gate::pause_point("prune-before-sweep");
     // Before anything is deleted: the lock is still ours and no snapshot

@@ -63,8 +63,9 @@ struct FetchRange {
 pub struct ChunkReader<'s> {
     files: &'s StoreFiles,
     locator: &'s dyn ChunkLocator,
-    /// Threads for parallel ranged reads (remote stores only).
-    fetch_pool: Option<rayon::ThreadPool>,
+    /// Threads for parallel ranged reads (remote stores only), started
+    /// by the first prefetch.
+    fetch_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
 }
 
 impl<'s> ChunkReader<'s> {
@@ -75,24 +76,17 @@ impl<'s> ChunkReader<'s> {
 
     /// A reader over the packs of `files`, locating chunks with `locator`.
     pub fn with_locator(files: &'s StoreFiles, locator: &'s dyn ChunkLocator) -> Self {
-        let fetch_pool = files.remote().and_then(|_| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(REMOTE_FETCHES)
-                .thread_name(|i| format!("cairn-fetch-{i}"))
-                .build()
-                .ok()
-        });
         Self {
             files,
             locator,
-            fetch_pool,
+            fetch_pool: std::sync::OnceLock::new(),
         }
     }
 
     /// Whether [`prefetch`](Self::prefetch) does anything (the store is
     /// remote).
     pub fn fetches_ahead(&self) -> bool {
-        self.fetch_pool.is_some()
+        self.files.remote().is_some()
     }
 
     /// Fetches the frames of `ids` into `cache` (remote stores only), in
@@ -105,9 +99,16 @@ impl<'s> ChunkReader<'s> {
         cache: &mut FrameCache,
         context: &dyn Fn() -> String,
     ) -> Result<()> {
-        let Some(pool) = &self.fetch_pool else {
+        if !self.fetches_ahead() {
             return Ok(());
-        };
+        }
+        let pool = self.fetch_pool.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(REMOTE_FETCHES)
+                .thread_name(|i| format!("cairn-fetch-{i}"))
+                .build()
+                .ok()
+        });
         // What an earlier window fetched and did not use is dropped.
         cache.ahead.clear();
         let mut frames: BTreeMap<PackId, BTreeMap<u64, u64>> = BTreeMap::new();
@@ -144,7 +145,7 @@ impl<'s> ChunkReader<'s> {
                 }
             }
         }
-        let fetched: Vec<(FetchRange, Result<Vec<u8>>)> = pool.install(|| {
+        let fetch = || -> Vec<(FetchRange, Result<Vec<u8>>)> {
             ranges
                 .into_par_iter()
                 .map(|r| {
@@ -154,7 +155,11 @@ impl<'s> ChunkReader<'s> {
                     (r, bytes)
                 })
                 .collect()
-        });
+        };
+        let fetched = match pool {
+            Some(pool) => pool.install(fetch),
+            None => fetch(),
+        };
         for (r, bytes) in fetched {
             let Ok(bytes) = bytes else { continue };
             for (off, len) in r.frames {

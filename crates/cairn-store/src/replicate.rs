@@ -146,7 +146,7 @@ pub fn plan(
     let mut snapshots = Vec::new();
     for id in to_send {
         let bytes = source.manifest_bytes(id)?;
-        let m = source.load_manifest(id)?;
+        let m = crate::files::decode_manifest(id, &bytes)?;
         live.mark(&reader, &m)?;
         snapshots.push((id, bytes));
     }

@@ -243,13 +243,10 @@ impl Store {
             .filter(|(id, _)| !indexed.contains_key(*id))
             .collect();
         // A remote store's trailers cost requests: fetch them in parallel.
-        let trailers: Vec<Result<PackTrailer>> = match self.files.remote() {
-            Some(b) => new
-                .par_iter()
-                .map(|(id, len)| self.files.read_remote_trailer(b.as_ref(), id, **len))
-                .collect(),
-            None => new.iter().map(|(id, _)| self.read_trailer(id)).collect(),
-        };
+        let trailers: Vec<Result<PackTrailer>> = new
+            .par_iter()
+            .map(|(id, len)| self.files.read_listed_trailer(id, **len))
+            .collect();
         for ((id, len), t) in new.into_iter().zip(trailers) {
             match t {
                 Ok(t) => {
