@@ -3,40 +3,52 @@
 // Shared, like checks_format.rs, by the cargo-fuzz targets (through
 // fuzz/src/lib.rs) and by crates/cairn-index/tests/fuzz_corpus.rs.
 //
-// The index's record layout (25-byte chunk location records, 12-byte pack
-// records, pack number, id and snapshot keys) is a pure codec,
-// `cairn_index::record`. Each target has two checks over the same input:
+// The index's record layout (`entries` values of 53-byte entry records,
+// 12-byte pack records, pack number, pack id and snapshot keys) is a pure
+// codec, `cairn_index::record`. Each target has two checks over the same
+// input:
 // - the codec check, which the fuzz target runs (no sled, so it is fast):
-//   `check_index_roundtrip_codec` encodes the values of the input, checks
-//   the bytes against a reference encoder written from the layout, decodes
-//   them back to the same values and encodes deterministically;
+//   `check_index_roundtrip_codec` encodes the values of the input (a pack's
+//   entries as an `entries` value, a pack record, keys), checks the bytes
+//   against a reference encoder written from the layout, decodes them back
+//   to the same values (`entry_count`, `entry_id`, `decode_entry`) and
+//   encodes deterministically;
 //   `check_index_records_codec` decodes arbitrary bytes as every record
-//   kind and checks the result against a reference decoder written from the
-//   layout (accepted exactly when it accepts, same values, re-encodes to
-//   the same bytes, a rejection names the record kind);
+//   kind (as an `entries` value: `entry_count`, `entry_id` and
+//   `decode_entry` of every entry, past the end too) and checks the result
+//   against a reference decoder written from the layout (accepted exactly
+//   when it accepts, same values, re-encodes to the same bytes, a rejection
+//   names the record kind);
 // - the sled check, which the corpus replay test runs on every corpus file
 //   as well (it opens sled, so it is far too slow to fuzz with):
 //   `check_index_roundtrip` stores arbitrary `PackEntry` lists with
 //   `add_pack` and checks that `lookup`, `contains`, `packs` and
-//   `chunk_count` give back exactly what was stored, and that `remove_pack`
-//   forgets it all again; `check_index_records` writes raw key/value bytes
+//   `chunk_count` give back exactly what was stored (the last entry of an
+//   id in a pack wins, and the newest pack holding an id wins over an older
+//   one), that a second `add_pack` of a known pack changes nothing, and
+//   that `remove_pack` forgets a pack again (its ids fall back to an older
+//   pack holding them); `check_index_records` writes raw key/value bytes
 //   into a sled database laid out like an index, opens it with
-//   `Index::open` and checks every decoding method against the reference
-//   decoder: a damaged record must give `IndexError::Damaged`, never a
-//   panic or a wrong value.
+//   `Index::open` and checks `lookup`, `contains`, `chunk_count`, `packs`
+//   and `snapshots` against a reference implementation over the raw trees:
+//   a damaged record must give `IndexError::Damaged`, never a panic or a
+//   wrong value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
-use cairn_index::record::{self, LocationRecord, PackRecord};
+use cairn_index::record::{self, PackRecord};
 use cairn_index::{ChunkLocation, Index, IndexError, IndexState, INDEX_VERSION};
 
 /// Store id used by every index these checks open.
 pub const STORE_ID: [u8; 16] = *b"cairn-fuzz-store";
+
+/// Length of an entry record in an `entries` value, from the layout.
+const ENTRY_LEN: usize = 53;
 
 /// Reads fixed-width fields from the front of the fuzz input; missing
 /// bytes read as zero.
@@ -98,66 +110,98 @@ pub fn roundtrip_input(data: &[u8]) -> (PackId, u64, Vec<PackEntry>) {
     (pack, pack_len, entries.collect())
 }
 
+/// The packs added to the index in `check_index_roundtrip`, oldest first.
+type StoredPacks<'a> = [(PackId, u64, &'a [PackEntry])];
+
+/// Checks that `index` holds exactly `stored` (and nothing else): every
+/// id the roundtrip input can name (32 copies of one byte) is looked up;
+/// it is found in the newest pack holding it, as that pack's last entry of
+/// it.
+fn check_stored(index: &Index, stored: &StoredPacks) {
+    let mut expected: BTreeMap<ChunkId, ChunkLocation> = BTreeMap::new();
+    for (pack, _, entries) in stored {
+        for e in entries.iter() {
+            let loc = ChunkLocation {
+                pack: *pack,
+                kind: e.kind,
+                frame_offset: e.frame_offset,
+                frame_len: e.frame_len,
+                offset: e.offset,
+                len: e.len,
+            };
+            expected.insert(e.id, loc);
+        }
+    }
+    for b in 0..=255u8 {
+        let id = ChunkId([b; 32]);
+        let want = expected.get(&id).copied();
+        assert_eq!(index.lookup(&id).expect("lookup"), want, "lookup {b}");
+        assert_eq!(
+            index.contains(&id).expect("contains"),
+            want.is_some(),
+            "contains {b}"
+        );
+    }
+    assert_eq!(
+        index.chunk_count().expect("chunk_count"),
+        expected.len(),
+        "chunk_count"
+    );
+    let mut packs: Vec<(PackId, u64)> = stored.iter().map(|(p, l, _)| (*p, *l)).collect();
+    packs.sort();
+    assert_eq!(index.packs().expect("packs"), packs, "packs");
+}
+
 /// Stores the pack of `data` in `index` (which must hold no pack), checks
-/// every read gives exactly what was stored, removes it, and checks the
-/// index is empty again.
+/// every read gives exactly what was stored, adds it again (no change),
+/// adds a second pack holding the first half of its entries with other
+/// locations (newest pack wins), removes that one (the ids fall back to
+/// the first pack) and then the first, and checks the index is empty
+/// again.
 pub fn check_index_roundtrip(index: &Index, data: &[u8]) {
     let (pack, pack_len, entries) = roundtrip_input(data);
-    assert_eq!(index.packs().expect("packs"), vec![], "index not empty");
-    assert_eq!(index.chunk_count(), 0, "index not empty");
+    check_stored(index, &[]);
     index.add_pack(pack, pack_len, &entries).expect("add_pack");
-    // The last entry of an id wins.
-    let mut expected: BTreeMap<ChunkId, &PackEntry> = BTreeMap::new();
-    for e in &entries {
-        expected.insert(e.id, e);
-    }
-    let check_stored = || {
-        for (id, e) in &expected {
-            let loc = index.lookup(id).expect("lookup").expect("stored chunk");
-            assert_eq!(
-                loc,
-                ChunkLocation {
-                    pack,
-                    kind: e.kind,
-                    frame_offset: e.frame_offset,
-                    frame_len: e.frame_len,
-                    offset: e.offset,
-                    len: e.len,
-                }
-            );
-            assert!(index.contains(id).expect("contains"));
-        }
-        assert_eq!(index.chunk_count(), expected.len());
-        assert_eq!(index.packs().expect("packs"), vec![(pack, pack_len)]);
-    };
-    check_stored();
+    let first = (pack, pack_len, &entries[..]);
+    check_stored(index, &[first]);
     // Adding a known pack again changes nothing.
-    let half = &entries[entries.len() / 2..];
-    let mut other = half.to_vec();
+    let mut other = entries[entries.len() / 2..].to_vec();
     for e in &mut other {
         e.frame_offset ^= 1;
     }
     index
         .add_pack(pack, pack_len ^ 1, &other)
         .expect("add_pack again");
-    check_stored();
-    index.remove_pack(pack, &entries).expect("remove_pack");
-    for id in expected.keys() {
-        assert_eq!(index.lookup(id).expect("lookup"), None, "chunk survived");
-        assert!(!index.contains(id).expect("contains"));
+    check_stored(index, &[first]);
+    // A newer pack holding some of the same ids.
+    let mut newer_id = pack;
+    newer_id.0[31] ^= 0xFF;
+    let mut newer = entries[..entries.len().div_ceil(2)].to_vec();
+    for e in &mut newer {
+        e.frame_offset ^= 2;
+        e.len ^= 1;
     }
-    assert_eq!(index.chunk_count(), 0);
-    assert_eq!(index.packs().expect("packs"), vec![]);
-    // Removing it again is a no-op.
+    let newer_len = pack_len.wrapping_add(1);
     index
-        .remove_pack(pack, &entries)
-        .expect("remove_pack again");
+        .add_pack(newer_id, newer_len, &newer)
+        .expect("add_pack newer");
+    check_stored(index, &[first, (newer_id, newer_len, &newer)]);
+    index.remove_pack(newer_id).expect("remove_pack newer");
+    check_stored(index, &[first]);
+    index.remove_pack(pack).expect("remove_pack");
+    check_stored(index, &[]);
+    // Removing them again is a no-op.
+    index.remove_pack(pack).expect("remove_pack again");
+    index
+        .remove_pack(newer_id)
+        .expect("remove_pack newer again");
+    check_stored(index, &[]);
 }
 
 /// The raw trees of an `index_records` input.
 #[derive(Default)]
 struct RawTrees {
-    chunks: BTreeMap<Vec<u8>, Vec<u8>>,
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
     packs: BTreeMap<Vec<u8>, Vec<u8>>,
     packno: BTreeMap<Vec<u8>, Vec<u8>>,
     snapshots: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -165,7 +209,7 @@ struct RawTrees {
 
 /// Reads the `index_records` input: a flags byte (bit 0: leave out the
 /// `complete` marker; bit 1: foreign store id; bit 2: wrong index
-/// version), then records: tree selector (low 2 bits: chunks, packs,
+/// version), then records: tree selector (low 2 bits: entries, packs,
 /// packno, snapshots), key length, key, value length, value. Gives the
 /// flags and the records (tree number, key, value) in input order.
 fn raw_records(data: &[u8]) -> (u8, impl Iterator<Item = (u8, &[u8], &[u8])>) {
@@ -192,7 +236,7 @@ fn records_input(data: &[u8]) -> (u8, RawTrees) {
     let mut trees = RawTrees::default();
     for (tree, key, value) in records {
         let tree = match tree {
-            0 => &mut trees.chunks,
+            0 => &mut trees.entries,
             1 => &mut trees.packs,
             2 => &mut trees.packno,
             _ => &mut trees.snapshots,
@@ -202,31 +246,73 @@ fn records_input(data: &[u8]) -> (u8, RawTrees) {
     (flags, trees)
 }
 
-/// What `lookup` must return for a raw chunks record (`Err(())` = damaged).
-fn expected_lookup(trees: &RawTrees, id: &[u8]) -> Result<Option<ChunkLocation>, ()> {
-    let Some(v) = trees.chunks.get(id) else {
+/// Reference: whether `v` is whole entry records (its length a multiple
+/// of 53).
+fn whole_entries(v: &[u8]) -> bool {
+    v.chunks_exact(ENTRY_LEN).remainder().is_empty()
+}
+
+/// An entry record of the `entries` tree: pack number (its key), position
+/// in the pack's value, the 53 bytes.
+type RawEntry<'a> = (u32, usize, &'a [u8]);
+
+/// Reference: every entry record of the `entries` tree, or `Err(())`
+/// (damaged) if a key is not a 4-byte pack number or a value is not whole
+/// entry records.
+fn ref_all_entries(trees: &RawTrees) -> Result<Vec<RawEntry<'_>>, ()> {
+    let mut out = Vec::new();
+    for (k, v) in &trees.entries {
+        if k.len() != 4 || !whole_entries(v) {
+            return Err(());
+        }
+        let no = be(k) as u32;
+        out.extend(v.chunks(ENTRY_LEN).enumerate().map(|(i, rec)| (no, i, rec)));
+    }
+    Ok(out)
+}
+
+/// What `lookup` must return for `id` on the raw trees (`Err(())` =
+/// damaged): the entry of `id` of the greatest pack number (the newest
+/// pack), the last in that pack, located in the pack its `packno` record
+/// names.
+fn expected_lookup(trees: &RawTrees, id: &[u8; 32]) -> Result<Option<ChunkLocation>, ()> {
+    let all = ref_all_entries(trees)?;
+    let Some(&(no, _, rec)) = all
+        .iter()
+        .filter(|(_, _, rec)| rec[..32] == id[..])
+        .max_by_key(|&&(no, i, _)| (no, i))
+    else {
         return Ok(None);
     };
-    if v.len() != 25 {
-        return Err(());
-    }
-    let no = u32::from_le_bytes(v[0..4].try_into().unwrap());
-    let pack = trees.packno.get(&no.to_be_bytes()[..]).ok_or(())?;
+    let key: [u8; 4] = ref_be_key(no.into());
+    let pack = trees.packno.get(&key[..]).ok_or(())?;
     let pack = PackId(pack.as_slice().try_into().map_err(|_| ())?);
-    let kind = match v[4] {
-        0 => BlobKind::Data,
-        1 => BlobKind::Meta,
-        _ => return Err(()),
-    };
-    let u32_at = |o: usize| u32::from_le_bytes(v[o..o + 4].try_into().unwrap());
+    let e = ref_entry(rec).ok_or(())?;
     Ok(Some(ChunkLocation {
         pack,
-        kind,
-        frame_offset: u64::from_le_bytes(v[5..13].try_into().unwrap()),
-        frame_len: u32_at(13),
-        offset: u32_at(17),
-        len: u32_at(21),
+        kind: e.kind,
+        frame_offset: e.frame_offset,
+        frame_len: e.frame_len,
+        offset: e.offset,
+        len: e.len,
     }))
+}
+
+/// What `contains` must return for `id` on the raw trees.
+fn expected_contains(trees: &RawTrees, id: &[u8; 32]) -> Result<bool, ()> {
+    Ok(ref_all_entries(trees)?
+        .iter()
+        .any(|(_, _, rec)| rec[..32] == id[..]))
+}
+
+/// What `chunk_count` must return on the raw trees: the number of distinct
+/// first 8 bytes of the ids of all entries.
+fn expected_chunk_count(trees: &RawTrees) -> Result<usize, ()> {
+    Ok(ref_all_entries(trees)?
+        .iter()
+        .map(|(_, _, rec)| &rec[..8])
+        .collect::<BTreeSet<_>>()
+        .len())
 }
 
 fn damaged_or<T>(r: Result<T, IndexError>) -> Result<T, ()> {
@@ -269,7 +355,7 @@ fn fresh_index_path(scratch: &Path) -> PathBuf {
 
 /// Writes the raw records of `data` into a sled database under `scratch`,
 /// opens it as an index and checks every read against the reference
-/// decoder.
+/// implementation over the raw trees.
 pub fn check_index_records(scratch: &Path, data: &[u8]) {
     let (flags, trees) = records_input(data);
     let path = fresh_index_path(scratch);
@@ -290,7 +376,7 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
             meta.insert("complete", &[1u8]).unwrap();
         }
         for (name, tree) in [
-            ("chunks", &trees.chunks),
+            ("entries", &trees.entries),
             ("packs", &trees.packs),
             ("packno", &trees.packno),
             ("snapshots", &trees.snapshots),
@@ -304,6 +390,23 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
     }
     {
         let (index, state) = open_when_unlocked(&path);
+        // Every id of a stored value of whole entry records (whatever its
+        // key), the same id with its last byte changed (same first 8
+        // bytes, so the index must tell them apart by the full id), and
+        // one id never stored. Probed whether or not the index was
+        // cleared on open.
+        let mut ids: BTreeSet<[u8; 32]> = BTreeSet::new();
+        for v in trees.entries.values() {
+            if whole_entries(v) {
+                for rec in v.chunks(ENTRY_LEN) {
+                    let mut id: [u8; 32] = rec[..32].try_into().unwrap();
+                    ids.insert(id);
+                    id[31] ^= 1;
+                    ids.insert(id);
+                }
+            }
+        }
+        ids.insert([0xA5; 32]);
         let ready = flags & 7 == 0;
         let empty = RawTrees::default();
         let trees = if ready {
@@ -313,20 +416,17 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
             assert_eq!(state, IndexState::NeedsRebuild);
             &empty
         };
-        // Every stored key of chunk-id size, and one id never stored.
-        let mut ids: Vec<[u8; 32]> = trees
-            .chunks
-            .keys()
-            .filter_map(|k| k.as_slice().try_into().ok())
-            .collect();
-        ids.push([0xA5; 32]);
-        for id in ids {
-            let got = damaged_or(index.lookup(&ChunkId(id)));
-            assert_eq!(got, expected_lookup(trees, &id), "lookup");
-            let contains = index.contains(&ChunkId(id)).expect("contains");
-            assert_eq!(contains, trees.chunks.contains_key(&id[..]));
+        for id in &ids {
+            let got = damaged_or(index.lookup(&ChunkId(*id)));
+            assert_eq!(got, expected_lookup(trees, id), "lookup");
+            let got = damaged_or(index.contains(&ChunkId(*id)));
+            assert_eq!(got, expected_contains(trees, id), "contains");
         }
-        assert_eq!(index.chunk_count(), trees.chunks.len());
+        assert_eq!(
+            damaged_or(index.chunk_count()),
+            expected_chunk_count(trees),
+            "chunk_count"
+        );
         let expected_packs: Result<Vec<(PackId, u64)>, ()> = trees
             .packs
             .iter()
@@ -383,40 +483,45 @@ fn put_be(out: &mut [u8], v: u64) {
     }
 }
 
-/// Reference decoder of a location record, from the layout: pack number
-/// u32, kind byte (0 data, 1 meta), frame offset u64, frame length,
-/// offset, length u32; LE; 25 bytes exactly.
-fn ref_location(b: &[u8]) -> Option<LocationRecord> {
-    if b.len() != 25 {
+/// Reference decoder of one entry record, from the layout: chunk id (32
+/// bytes), kind byte (0 data, 1 meta), frame offset u64, frame length,
+/// offset, length u32; LE; 53 bytes exactly.
+fn ref_entry(b: &[u8]) -> Option<PackEntry> {
+    if b.len() != ENTRY_LEN {
         return None;
     }
-    let kind = match b[4] {
+    let kind = match b[32] {
         0 => BlobKind::Data,
         1 => BlobKind::Meta,
         _ => return None,
     };
-    Some(LocationRecord {
-        pack_no: le(&b[0..4]) as u32,
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&b[..32]);
+    Some(PackEntry {
+        id: ChunkId(id),
         kind,
-        frame_offset: le(&b[5..13]),
-        frame_len: le(&b[13..17]) as u32,
-        offset: le(&b[17..21]) as u32,
-        len: le(&b[21..25]) as u32,
+        frame_offset: le(&b[33..41]),
+        frame_len: le(&b[41..45]) as u32,
+        offset: le(&b[45..49]) as u32,
+        len: le(&b[49..53]) as u32,
     })
 }
 
-/// Reference encoder of a location record.
-fn ref_encode_location(r: &LocationRecord) -> [u8; 25] {
-    let mut out = [0u8; 25];
-    put_le(&mut out[0..4], r.pack_no.into());
-    out[4] = match r.kind {
-        BlobKind::Data => 0,
-        BlobKind::Meta => 1,
-    };
-    put_le(&mut out[5..13], r.frame_offset);
-    put_le(&mut out[13..17], r.frame_len.into());
-    put_le(&mut out[17..21], r.offset.into());
-    put_le(&mut out[21..25], r.len.into());
+/// Reference encoder of an `entries` value: the entry records one after
+/// the other.
+fn ref_encode_entries(entries: &[PackEntry]) -> Vec<u8> {
+    let mut out = vec![0u8; entries.len() * ENTRY_LEN];
+    for (e, r) in entries.iter().zip(out.chunks_mut(ENTRY_LEN)) {
+        r[..32].copy_from_slice(&e.id.0);
+        r[32] = match e.kind {
+            BlobKind::Data => 0,
+            BlobKind::Meta => 1,
+        };
+        put_le(&mut r[33..41], e.frame_offset);
+        put_le(&mut r[41..45], e.frame_len.into());
+        put_le(&mut r[45..49], e.offset.into());
+        put_le(&mut r[49..53], e.len.into());
+    }
     out
 }
 
@@ -451,21 +556,66 @@ fn ref_be_key<const N: usize>(v: u64) -> [u8; N] {
 /// checks still read the whole input.
 pub const CODEC_MAX_RECORDS: usize = 32;
 
+/// Checks `b` as an `entries` value against the reference: its entry
+/// count, and `entry_id` and `decode_entry` of its first
+/// `CODEC_MAX_RECORDS` entries, of the (partial) entry after the whole
+/// ones, of the one after that, and of positions whose byte offset
+/// overflows; where every entry looked at decodes, they encode back to
+/// their bytes.
+fn check_entries_bytes(b: &[u8]) {
+    assert_eq!(record::ENTRY_LEN, ENTRY_LEN, "entry length");
+    let whole = b.len() / ENTRY_LEN;
+    let count = if whole_entries(b) {
+        Ok(whole)
+    } else {
+        Err("pack entries")
+    };
+    assert_eq!(record::entry_count(b), count, "entry count");
+    let shown = whole.min(CODEC_MAX_RECORDS);
+    let far = [
+        usize::MAX / ENTRY_LEN,
+        usize::MAX / ENTRY_LEN + 1,
+        usize::MAX,
+    ];
+    let mut decoded = Vec::new();
+    for i in (0..shown).chain([whole, whole + 1]).chain(far) {
+        // Entry i spans bytes 53·i .. 53·(i + 1), its id the first 32 of
+        // them (computed wide, so that no position wraps around).
+        let at = i as u128 * ENTRY_LEN as u128;
+        let id_end = at + 32;
+        let end = at + ENTRY_LEN as u128;
+        let len = b.len() as u128;
+        let id = (id_end <= len).then(|| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&b[at as usize..id_end as usize]);
+            ChunkId(id)
+        });
+        assert_eq!(record::entry_id(b, i), id, "entry id {i}");
+        let entry = if end <= len {
+            ref_entry(&b[at as usize..end as usize])
+        } else {
+            None
+        };
+        assert_eq!(
+            record::decode_entry(b, i),
+            entry.ok_or("pack entries"),
+            "entry {i}"
+        );
+        if i < shown {
+            decoded.push(entry);
+        }
+    }
+    if let Some(entries) = decoded.into_iter().collect::<Option<Vec<_>>>() {
+        let bytes = record::encode_entries(&entries);
+        assert_eq!(bytes, ref_encode_entries(&entries), "entries layout");
+        assert_eq!(bytes, b[..shown * ENTRY_LEN], "entries bytes");
+    }
+}
+
 /// Decodes `b` as every record kind and checks each result against the
 /// reference decoder; what decodes must encode back to `b`.
 pub fn check_record_bytes(b: &[u8]) {
-    match ref_location(b) {
-        Some(r) => {
-            assert_eq!(record::decode_location(b), Ok(r), "location");
-            assert_eq!(record::encode_location(&r)[..], *b, "location bytes");
-        }
-        None => assert_eq!(record::decode_location(b), Err("chunk"), "location"),
-    }
-    assert_eq!(
-        record::location_pack_no(b),
-        (b.len() == 25).then(|| le(&b[0..4]) as u32),
-        "location pack number"
-    );
+    check_entries_bytes(b);
     match ref_pack(b) {
         Some(r) => {
             assert_eq!(record::decode_pack(b), Ok(r), "pack record");
@@ -484,10 +634,8 @@ pub fn check_record_bytes(b: &[u8]) {
         let mut id = [0u8; 32];
         id.copy_from_slice(b);
         assert_eq!(record::decode_pack_id(b), Ok(PackId(id)), "pack id");
-        assert_eq!(record::decode_chunk_id(b), Ok(ChunkId(id)), "chunk id");
     } else {
         assert_eq!(record::decode_pack_id(b), Err("pack"), "pack id");
-        assert_eq!(record::decode_chunk_id(b), Err("chunk"), "chunk id");
     }
     if b.len() == 8 {
         let id = SnapshotId(be(b) as i64);
@@ -503,13 +651,13 @@ pub fn check_record_bytes(b: &[u8]) {
 }
 
 /// The `index_records` codec check: the whole input (as given, and cut to
-/// the length of each record kind, so that the accepting paths are reached
-/// at once) and the key and value of each of its first
-/// `CODEC_MAX_RECORDS` records (see `raw_records`) are decoded as every
-/// record kind by `check_record_bytes`.
+/// the length of each record kind and of two entry records, so that the
+/// accepting paths are reached at once) and the key and value of each of
+/// its first `CODEC_MAX_RECORDS` records (see `raw_records`) are decoded as
+/// every record kind by `check_record_bytes`.
 pub fn check_index_records_codec(data: &[u8]) {
     check_record_bytes(data);
-    for n in [4, 8, 12, 25, 32] {
+    for n in [4, 8, 12, 32, 53, 106] {
         if data.len() > n {
             check_record_bytes(&data[..n]);
         }
@@ -522,11 +670,11 @@ pub fn check_index_records_codec(data: &[u8]) {
 }
 
 /// The `index_roundtrip` codec check, on the input of `roundtrip_input`:
-/// the pack number is the first 4 bytes of the pack id (LE); each of the
-/// first `CODEC_MAX_RECORDS` entries gives a location record in that pack; snapshot ids are the pack length
-/// and every entry's frame offset, as i64. Each value is encoded twice
-/// (same bytes), the bytes equal the reference encoding, and they decode
-/// back to the value.
+/// the pack number is the first 4 bytes of the pack id (LE); the first
+/// `CODEC_MAX_RECORDS` entries are the pack's `entries` value; snapshot
+/// ids are the pack length and every entry's frame offset, as i64. Each
+/// value is encoded twice (same bytes), the bytes equal the reference
+/// encoding, and they decode back to the value.
 pub fn check_index_roundtrip_codec(data: &[u8]) {
     let (pack, pack_len, entries) = roundtrip_parts(data);
     let pack_no = le(&pack.0[0..4]) as u32;
@@ -546,29 +694,29 @@ pub fn check_index_roundtrip_codec(data: &[u8]) {
     assert_eq!(record::decode_pack_no(&key), Ok(pack_no), "pack number key");
     assert_eq!(record::decode_pack_id(&pack.0), Ok(pack), "pack id");
 
-    let mut snapshots = vec![SnapshotId(pack_len as i64)];
-    for e in entries.take(CODEC_MAX_RECORDS) {
-        let rec = LocationRecord {
-            pack_no,
-            kind: e.kind,
-            frame_offset: e.frame_offset,
-            frame_len: e.frame_len,
-            offset: e.offset,
-            len: e.len,
-        };
-        let bytes = record::encode_location(&rec);
-        assert_eq!(
-            bytes,
-            record::encode_location(&rec),
-            "location deterministic"
-        );
-        assert_eq!(bytes, ref_encode_location(&rec), "location layout");
-        assert_eq!(record::decode_location(&bytes), Ok(rec), "location");
-        assert_eq!(record::location_pack_no(&bytes), Some(pack_no));
-        assert_eq!(record::decode_chunk_id(&e.id.0), Ok(e.id), "chunk id");
-        snapshots.push(SnapshotId(e.frame_offset as i64));
+    let entries: Vec<PackEntry> = entries.take(CODEC_MAX_RECORDS).collect();
+    let bytes = record::encode_entries(&entries);
+    assert_eq!(
+        bytes,
+        record::encode_entries(&entries),
+        "entries deterministic"
+    );
+    assert_eq!(bytes, ref_encode_entries(&entries), "entries layout");
+    assert_eq!(
+        record::entry_count(&bytes),
+        Ok(entries.len()),
+        "entry count"
+    );
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(record::decode_entry(&bytes, i), Ok(*e), "entry {i}");
+        assert_eq!(record::entry_id(&bytes, i), Some(e.id), "entry id {i}");
     }
+    let n = entries.len();
+    assert_eq!(record::decode_entry(&bytes, n), Err("pack entries"));
+    assert_eq!(record::entry_id(&bytes, n), None, "entry id past the end");
 
+    let mut snapshots = vec![SnapshotId(pack_len as i64)];
+    snapshots.extend(entries.iter().map(|e| SnapshotId(e.frame_offset as i64)));
     for id in &snapshots {
         let key = record::encode_snapshot_key(*id);
         assert_eq!(

@@ -94,7 +94,7 @@ pub fn encode_frame(raw: &[u8], level: i32) -> Result<Vec<u8>, FormatError> {
             detail: format!("{raw_len} raw bytes exceed the frame limit"),
         });
     }
-    let compressed = zstd::bulk::compress(raw, level).map_err(|e| FormatError::Compression {
+    let compressed = compress(raw, level).map_err(|e| FormatError::Compression {
         what: "frame",
         detail: e.to_string(),
     })?;
@@ -110,6 +110,39 @@ pub fn encode_frame(raw: &[u8], level: i32) -> Result<Vec<u8>, FormatError> {
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(body);
     Ok(out)
+}
+
+thread_local! {
+    /// This thread's zstd compressor and its level: a context costs about
+    /// as much to set up as compressing a small frame.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    /// This thread's zstd decompressor, for the same reason.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses `body` (at most `capacity` bytes) with this thread's
+/// decompressor.
+fn decompress(body: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut().expect("just set").decompress(body, capacity)
+    })
+}
+
+/// Compresses `raw` at `level` with this thread's compressor.
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !matches!(slot.as_ref(), Some((l, _)) if *l == level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        slot.as_mut().expect("just set").1.compress(raw)
+    })
 }
 
 /// Decodes one frame (header included) to its raw bytes.
@@ -133,11 +166,10 @@ pub fn decode_frame(frame: &[u8]) -> Result<Vec<u8>, FormatError> {
     match frame[0] {
         0 if stored_len == raw_len => Ok(body.to_vec()),
         1 => {
-            let out =
-                zstd::bulk::decompress(body, raw_len).map_err(|e| FormatError::Compression {
-                    what,
-                    detail: e.to_string(),
-                })?;
+            let out = decompress(body, raw_len).map_err(|e| FormatError::Compression {
+                what,
+                detail: e.to_string(),
+            })?;
             if out.len() != raw_len {
                 return Err(FormatError::Truncated { what });
             }

@@ -11,14 +11,24 @@
 //! - `meta`: index format version, store id, `complete` marker;
 //! - `packs`: pack id -> (pack number u32, pack length u64);
 //! - `packno`: pack number -> pack id;
-//! - `chunks`: chunk id -> [`ChunkLocation`] (fixed 25-byte encoding);
+//! - `entries`: pack number -> the pack's trailer entries (chunk id and
+//!   location of each chunk), one record per pack;
 //! - `snapshots`: snapshot id (i64 BE) -> manifest bytes;
 //! - `files`: whole-file blake3 -> encoded file content (whole-file dedup).
 //!
-//! The byte layout of these records is in [`record`].
+//! Chunk id -> location is answered through the `entries` records: an
+//! in-memory [`chunkmap`] (16 bytes a chunk, built from `entries` on the
+//! first lookup) names the candidate entries, and the full id in the
+//! record confirms one. The byte layout of the records is in [`record`].
 #![deny(missing_docs)]
 
+mod chunkmap;
 pub mod record;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
+
+use chunkmap::{prefix_of, ChunkMap, Slot};
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +36,7 @@ use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
 
 /// Version of the index layout; a different one means rebuild.
-pub const INDEX_VERSION: u32 = 1;
+pub const INDEX_VERSION: u32 = 2;
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +95,26 @@ pub struct Index {
     meta: sled::Tree,
     packs: sled::Tree,
     packno: sled::Tree,
-    chunks: sled::Tree,
+    entries: sled::Tree,
     snapshots: sled::Tree,
     files: sled::Tree,
+    /// Built from `entries` on first use; `None` until then.
+    map: RwLock<Option<ChunkMap>>,
+    /// Recently read `entries` records (and `packno` values) by pack number.
+    recent: Mutex<HashMap<u32, CachedPack>>,
+    /// The next pack number, once read from `packno`.
+    next_pack_no: Mutex<Option<u32>>,
 }
+
+/// A pack's `entries` record and `packno` value, as read from sled.
+#[derive(Clone)]
+struct CachedPack {
+    entries: sled::IVec,
+    pack_id: Option<sled::IVec>,
+}
+
+/// Packs whose records [`Index`] keeps in memory (about 100 KiB each).
+const RECENT_PACKS: usize = 64;
 
 impl Index {
     /// Opens (creating if needed) the index at `path` for the store
@@ -111,10 +137,13 @@ impl Index {
             meta: tree("meta")?,
             packs: tree("packs")?,
             packno: tree("packno")?,
-            chunks: tree("chunks")?,
+            entries: tree("entries")?,
             snapshots: tree("snapshots")?,
             files: tree("files")?,
             path: path.to_owned(),
+            map: RwLock::new(None),
+            recent: Mutex::new(HashMap::new()),
+            next_pack_no: Mutex::new(None),
             db,
         };
         let version = index.meta_get("version")?;
@@ -127,6 +156,8 @@ impl Index {
             return Ok((index, IndexState::Ready));
         }
         index.clear()?;
+        // Index version 1 kept one record per chunk.
+        index.db.drop_tree("chunks").map_err(err)?;
         index
             .meta
             .insert("version", &INDEX_VERSION.to_le_bytes())
@@ -163,12 +194,15 @@ impl Index {
             &self.meta,
             &self.packs,
             &self.packno,
-            &self.chunks,
+            &self.entries,
             &self.snapshots,
             &self.files,
         ] {
             t.clear().map_err(|e| self.err(e))?;
         }
+        *self.map.write().expect("chunk map lock") = None;
+        self.recent.lock().expect("pack cache lock").clear();
+        *self.next_pack_no.lock().expect("pack number lock") = None;
         Ok(())
     }
 
@@ -188,36 +222,93 @@ impl Index {
         self.db.flush().map(|_| ()).map_err(|e| self.err(e))
     }
 
-    /// Where `id` lives, if indexed.
-    pub fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        let Some(v) = self.chunks.get(id.0).map_err(|e| self.err(e))? else {
+    /// Runs `f` on the chunk map, building it from `entries` first if
+    /// this is its first use.
+    fn with_map<T>(&self, f: impl FnOnce(&ChunkMap) -> T) -> Result<T> {
+        if let Some(map) = self.map.read().expect("chunk map lock").as_ref() {
+            return Ok(f(map));
+        }
+        let mut guard = self.map.write().expect("chunk map lock");
+        if guard.is_none() {
+            let mut slots = Vec::new();
+            for kv in self.entries.iter() {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                let no = record::decode_pack_no(&k).map_err(|what| self.damaged(what))?;
+                slots.extend(slots_of(no, &v).map_err(|what| self.damaged(what))?);
+            }
+            let mut map = ChunkMap::default();
+            map.add(slots);
+            *guard = Some(map);
+        }
+        Ok(f(guard.as_ref().expect("just built")))
+    }
+
+    /// The records of pack number `no`, if it is indexed.
+    fn pack_records(&self, no: u32) -> Result<Option<CachedPack>> {
+        // Held while sled is read, so a pack removed meanwhile cannot be
+        // put back into the cache after `remove_pack` dropped it.
+        let mut recent = self.recent.lock().expect("pack cache lock");
+        if let Some(c) = recent.get(&no) {
+            return Ok(Some(c.clone()));
+        }
+        let key = record::encode_pack_no(no);
+        let Some(entries) = self.entries.get(key).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        // The pack is resolved before the rest of the record is decoded, so
-        // that a record damaged in several ways is named as it always was.
-        let no = record::location_pack_no(&v).ok_or_else(|| self.damaged("chunk"))?;
-        let Some(pack) = self
-            .packno
-            .get(record::encode_pack_no(no))
-            .map_err(|e| self.err(e))?
-        else {
+        let pack_id = self.packno.get(key).map_err(|e| self.err(e))?;
+        if recent.len() >= RECENT_PACKS {
+            let old = *recent.keys().next().expect("not empty");
+            recent.remove(&old);
+        }
+        let c = CachedPack { entries, pack_id };
+        recent.insert(no, c.clone());
+        Ok(Some(c))
+    }
+
+    /// The newest indexed entry of `id`: its slot and its pack's records.
+    fn find(&self, id: &ChunkId) -> Result<Option<(Slot, CachedPack)>> {
+        let candidates = self.with_map(|m| {
+            if m.surely_absent(&id.0) {
+                Vec::new()
+            } else {
+                m.candidates(&id.0)
+            }
+        })?;
+        for slot in candidates {
+            let Some(pack) = self.pack_records(slot.pack_no)? else {
+                continue; // removed since the map was built
+            };
+            if record::entry_id(&pack.entries, slot.entry as usize) == Some(*id) {
+                return Ok(Some((slot, pack)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where `id` lives, if indexed.
+    pub fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        let Some((slot, pack)) = self.find(id)? else {
+            return Ok(None);
+        };
+        let Some(pack_id) = pack.pack_id else {
             return Err(self.damaged("pack number"));
         };
-        let pack = record::decode_pack_id(&pack).map_err(|what| self.damaged(what))?;
-        let rec = record::decode_location(&v).map_err(|what| self.damaged(what))?;
+        let pack_id = record::decode_pack_id(&pack_id).map_err(|what| self.damaged(what))?;
+        let e = record::decode_entry(&pack.entries, slot.entry as usize)
+            .map_err(|what| self.damaged(what))?;
         Ok(Some(ChunkLocation {
-            pack,
-            kind: rec.kind,
-            frame_offset: rec.frame_offset,
-            frame_len: rec.frame_len,
-            offset: rec.offset,
-            len: rec.len,
+            pack: pack_id,
+            kind: e.kind,
+            frame_offset: e.frame_offset,
+            frame_len: e.frame_len,
+            offset: e.offset,
+            len: e.len,
         }))
     }
 
     /// Whether `id` is indexed.
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        self.chunks.contains_key(id.0).map_err(|e| self.err(e))
+        Ok(self.find(id)?.is_some())
     }
 
     /// Records a pack and all its entries. The pack record is written last,
@@ -226,55 +317,75 @@ impl Index {
         if self.packs.contains_key(pack.0).map_err(|e| self.err(e))? {
             return Ok(());
         }
-        let no = self.db.generate_id().map_err(|e| self.err(e))? as u32;
-        self.packno
-            .insert(record::encode_pack_no(no), &pack.0)
+        let no = self.new_pack_no()?;
+        let key = record::encode_pack_no(no);
+        self.packno.insert(key, &pack.0).map_err(|e| self.err(e))?;
+        let value = record::encode_entries(entries);
+        self.entries
+            .insert(key, value.as_slice())
             .map_err(|e| self.err(e))?;
-        let mut batch = sled::Batch::default();
-        for e in entries {
-            let v = record::encode_location(&record::LocationRecord {
-                pack_no: no,
-                kind: e.kind,
-                frame_offset: e.frame_offset,
-                frame_len: e.frame_len,
-                offset: e.offset,
-                len: e.len,
-            });
-            batch.insert(&e.id.0, &v);
-        }
-        self.chunks.apply_batch(batch).map_err(|e| self.err(e))?;
         let rec = record::encode_pack(&record::PackRecord {
             pack_no: no,
             pack_len,
         });
         self.packs.insert(pack.0, &rec).map_err(|e| self.err(e))?;
+        // After the record is in sled: a map being built now either read
+        // it or is waited for here (and then gets the slots twice, which
+        // costs nothing but 16 bytes each).
+        if let Some(map) = self.map.write().expect("chunk map lock").as_mut() {
+            map.add(slots_of(no, &value).map_err(|what| self.damaged(what))?);
+        }
         Ok(())
     }
 
-    /// Forgets a pack: its record first, then those of `entries` that
-    /// still point into it.
-    pub fn remove_pack(&self, pack: PackId, entries: &[PackEntry]) -> Result<()> {
+    /// A pack number never used in this index: one past the highest in
+    /// `packno` (numbers are not taken from sled's id generator, which
+    /// jumps by two million at every open and would wrap a u32 within a
+    /// few thousand opens).
+    fn new_pack_no(&self) -> Result<u32> {
+        let mut next = self.next_pack_no.lock().expect("pack number lock");
+        let no = match *next {
+            Some(no) => no,
+            None => match self.packno.last().map_err(|e| self.err(e))? {
+                Some((k, _)) => record::decode_pack_no(&k)
+                    .map_err(|what| self.damaged(what))?
+                    .checked_add(1)
+                    .ok_or_else(|| self.damaged("pack number"))?,
+                None => 0,
+            },
+        };
+        *next = Some(
+            no.checked_add(1)
+                .ok_or_else(|| self.damaged("pack number"))?,
+        );
+        Ok(no)
+    }
+
+    /// Forgets a pack and its entries. A chunk that other packs also hold
+    /// stays indexed through them.
+    pub fn remove_pack(&self, pack: PackId) -> Result<()> {
         let Some(rec) = self.packs.remove(pack.0).map_err(|e| self.err(e))? else {
             return Ok(());
         };
         let no = record::decode_pack(&rec)
             .map_err(|what| self.damaged(what))?
             .pack_no;
-        for e in entries {
-            if let Some(v) = self.chunks.get(e.id.0).map_err(|e| self.err(e))? {
-                if record::location_pack_no(&v) == Some(no) {
-                    self.chunks.remove(e.id.0).map_err(|e| self.err(e))?;
-                }
-            }
+        let key = record::encode_pack_no(no);
+        {
+            // Under the cache's lock, so no lookup reads one of the two
+            // records without the other.
+            let mut recent = self.recent.lock().expect("pack cache lock");
+            self.entries.remove(key).map_err(|e| self.err(e))?;
+            self.packno.remove(key).map_err(|e| self.err(e))?;
+            recent.remove(&no);
         }
-        self.packno
-            .remove(record::encode_pack_no(no))
-            .map_err(|e| self.err(e))?;
+        if let Some(map) = self.map.write().expect("chunk map lock").as_mut() {
+            map.remove_pack(no);
+        }
         Ok(())
     }
 
-    /// Every chunk the index places in `pack` (a scan of all chunks: for
-    /// repair, not for hot paths).
+    /// Every chunk the index places in `pack`.
     pub fn chunks_in_pack(&self, pack: &PackId) -> Result<Vec<ChunkId>> {
         let Some(rec) = self.packs.get(pack.0).map_err(|e| self.err(e))? else {
             return Ok(Vec::new());
@@ -282,14 +393,15 @@ impl Index {
         let no = record::decode_pack(&rec)
             .map_err(|what| self.damaged(what))?
             .pack_no;
-        let mut out = Vec::new();
-        for kv in self.chunks.iter() {
-            let (k, v) = kv.map_err(|e| self.err(e))?;
-            if record::location_pack_no(&v) == Some(no) {
-                out.push(record::decode_chunk_id(&k).map_err(|what| self.damaged(what))?);
-            }
-        }
-        Ok(out)
+        let Some(v) = self
+            .entries
+            .get(record::encode_pack_no(no))
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(Vec::new());
+        };
+        let n = record::entry_count(&v).map_err(|what| self.damaged(what))?;
+        Ok((0..n).filter_map(|i| record::entry_id(&v, i)).collect())
     }
 
     /// Drops every whole-file record (they may name chunks that are gone).
@@ -309,9 +421,23 @@ impl Index {
         Ok(out)
     }
 
-    /// Number of indexed chunks.
-    pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+    /// Number of distinct indexed chunks (counted by the first 8 bytes of
+    /// their ids, so two chunks sharing those would count once).
+    pub fn chunk_count(&self) -> Result<usize> {
+        let mut live = HashSet::new();
+        for k in self.entries.iter().keys() {
+            let k = k.map_err(|e| self.err(e))?;
+            live.insert(record::decode_pack_no(&k).map_err(|what| self.damaged(what))?);
+        }
+        let mut prefixes: Vec<u64> = self.with_map(|m| {
+            m.slots()
+                .filter(|s| live.contains(&s.pack_no))
+                .map(|s| s.prefix)
+                .collect()
+        })?;
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        Ok(prefixes.len())
     }
 
     /// Records a snapshot's manifest bytes in the catalog.
@@ -355,6 +481,18 @@ impl Index {
         self.files.insert(hash, content).map_err(|e| self.err(e))?;
         Ok(())
     }
+}
+
+/// The map slots of an `entries` record of pack number `no`.
+fn slots_of(no: u32, entries: &[u8]) -> std::result::Result<Vec<Slot>, &'static str> {
+    let n = record::entry_count(entries)?;
+    Ok((0..n)
+        .map(|i| Slot {
+            prefix: prefix_of(&record::entry_id(entries, i).expect("in range").0),
+            pack_no: no,
+            entry: i as u32,
+        })
+        .collect())
 }
 
 #[cfg(test)]

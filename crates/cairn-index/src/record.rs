@@ -4,7 +4,7 @@
 //! these functions, so the layout is written down once and can be tested
 //! (and fuzzed) without opening sled. All integers are fixed width; the
 //! decoders check lengths and enum bytes and never panic. A decoder's
-//! error is the name of the record kind that is damaged (`"chunk"`,
+//! error is the name of the record kind that is damaged (`"pack entries"`,
 //! `"pack"`, `"snapshot"`), which `Index` reports as
 //! [`IndexError::Damaged`](crate::IndexError::Damaged).
 //!
@@ -12,57 +12,39 @@
 //!
 //! | tree | key | value |
 //! | --- | --- | --- |
-//! | `chunks` | chunk id, 32 bytes | location record, 25 bytes (below) |
+//! | `entries` | pack number, u32 **BE** (4 bytes) | the pack's entries: n entry records of 53 bytes (below) |
 //! | `packs` | pack id, 32 bytes | pack record, 12 bytes (below) |
 //! | `packno` | pack number, u32 **BE** (4 bytes) | pack id, 32 bytes |
 //! | `snapshots` | snapshot id, i64 **BE** (8 bytes: ids from 1970 on sort by time; a negative id sorts after them all) | manifest bytes, as given |
 //!
-//! Location record (25 bytes, integers LE):
+//! Entry record (53 bytes, integers LE), one per chunk of the pack, in the
+//! pack trailer's order:
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 0..4 | pack number, u32 |
-//! | 4 | kind: 0 = data, 1 = meta (anything else is damage) |
-//! | 5..13 | frame offset, u64 |
-//! | 13..17 | frame length, u32 |
-//! | 17..21 | offset inside the decoded frame, u32 |
-//! | 21..25 | chunk length, u32 |
+//! | 0..32 | chunk id |
+//! | 32 | kind: 0 = data, 1 = meta (anything else is damage) |
+//! | 33..41 | frame offset, u64 |
+//! | 41..45 | frame length, u32 |
+//! | 45..49 | offset inside the decoded frame, u32 |
+//! | 49..53 | chunk length, u32 |
 //!
 //! Pack record (12 bytes, integers LE): pack number u32 (bytes 0..4), pack
 //! length u64 (bytes 4..12).
 
-use cairn_format::pack::BlobKind;
+use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
 
-/// Length of an encoded location record.
-pub const LOCATION_LEN: usize = 25;
+/// Length of one entry record in an `entries` value.
+pub const ENTRY_LEN: usize = 53;
 
 /// Length of an encoded pack record.
 pub const PACK_RECORD_LEN: usize = 12;
 
-/// The value of a `chunks` record: where a chunk lives, with its pack
-/// named by pack number (the `packno` tree maps it to the pack id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocationRecord {
-    /// Number of the pack (key of `packno`).
-    pub pack_no: u32,
-    /// Data or metadata.
-    pub kind: BlobKind,
-    /// Frame offset in the pack.
-    pub frame_offset: u64,
-    /// Frame length.
-    pub frame_len: u32,
-    /// Offset inside the decoded frame.
-    pub offset: u32,
-    /// Chunk length.
-    pub len: u32,
-}
-
 /// The value of a `packs` record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackRecord {
-    /// Number of the pack (key of `packno`, first field of its chunks'
-    /// location records).
+    /// Number of the pack (key of its `packno` and `entries` records).
     pub pack_no: u32,
     /// Length of the pack file.
     pub pack_len: u64,
@@ -87,47 +69,59 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Encodes a location record.
-pub fn encode_location(rec: &LocationRecord) -> [u8; LOCATION_LEN] {
-    let mut v = [0u8; LOCATION_LEN];
-    v[0..4].copy_from_slice(&rec.pack_no.to_le_bytes());
-    v[4] = kind_byte(rec.kind);
-    v[5..13].copy_from_slice(&rec.frame_offset.to_le_bytes());
-    v[13..17].copy_from_slice(&rec.frame_len.to_le_bytes());
-    v[17..21].copy_from_slice(&rec.offset.to_le_bytes());
-    v[21..25].copy_from_slice(&rec.len.to_le_bytes());
+/// Encodes a pack's entries as an `entries` value.
+pub fn encode_entries(entries: &[PackEntry]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(entries.len() * ENTRY_LEN);
+    for e in entries {
+        v.extend_from_slice(&e.id.0);
+        v.push(kind_byte(e.kind));
+        v.extend_from_slice(&e.frame_offset.to_le_bytes());
+        v.extend_from_slice(&e.frame_len.to_le_bytes());
+        v.extend_from_slice(&e.offset.to_le_bytes());
+        v.extend_from_slice(&e.len.to_le_bytes());
+    }
     v
 }
 
-/// Decodes a location record: exactly 25 bytes with a kind byte of 0 or 1,
-/// else `Err("chunk")`.
-pub fn decode_location(bytes: &[u8]) -> Result<LocationRecord, &'static str> {
-    if bytes.len() != LOCATION_LEN {
-        return Err("chunk");
+/// The number of entry records in an `entries` value: its length must be
+/// a multiple of [`ENTRY_LEN`], else `Err("pack entries")`.
+pub fn entry_count(bytes: &[u8]) -> Result<usize, &'static str> {
+    let n = bytes.len() / ENTRY_LEN;
+    if n * ENTRY_LEN != bytes.len() {
+        return Err("pack entries");
     }
-    let kind = match bytes[4] {
-        0 => BlobKind::Data,
-        1 => BlobKind::Meta,
-        _ => return Err("chunk"),
-    };
-    Ok(LocationRecord {
-        pack_no: u32_at(bytes, 0),
-        kind,
-        frame_offset: u64_at(bytes, 5),
-        frame_len: u32_at(bytes, 13),
-        offset: u32_at(bytes, 17),
-        len: u32_at(bytes, 21),
-    })
+    Ok(n)
 }
 
-/// The pack number of a location record, read without decoding the rest:
-/// `None` unless the record has the length of one. (Pack removal and the
-/// per-pack chunk scan match records by this number alone.)
-pub fn location_pack_no(bytes: &[u8]) -> Option<u32> {
-    if bytes.len() != LOCATION_LEN {
-        return None;
-    }
-    Some(u32_at(bytes, 0))
+/// The chunk id of entry `i`, read without decoding the rest: `None` past
+/// the end.
+pub fn entry_id(bytes: &[u8], i: usize) -> Option<ChunkId> {
+    let at = i.checked_mul(ENTRY_LEN)?;
+    let b = bytes.get(at..at.checked_add(32)?)?;
+    Some(ChunkId(b.try_into().expect("32 bytes")))
+}
+
+/// Decodes entry `i` of an `entries` value: `Err("pack entries")` past the
+/// end or on a kind byte other than 0 or 1.
+pub fn decode_entry(bytes: &[u8], i: usize) -> Result<PackEntry, &'static str> {
+    let at = i.checked_mul(ENTRY_LEN).ok_or("pack entries")?;
+    let b = at
+        .checked_add(ENTRY_LEN)
+        .and_then(|end| bytes.get(at..end))
+        .ok_or("pack entries")?;
+    let kind = match b[32] {
+        0 => BlobKind::Data,
+        1 => BlobKind::Meta,
+        _ => return Err("pack entries"),
+    };
+    Ok(PackEntry {
+        id: ChunkId(b[..32].try_into().expect("32 bytes")),
+        kind,
+        frame_offset: u64_at(b, 33),
+        frame_len: u32_at(b, 41),
+        offset: u32_at(b, 45),
+        len: u32_at(b, 49),
+    })
 }
 
 /// Encodes a pack record.
@@ -166,12 +160,6 @@ pub fn decode_pack_id(bytes: &[u8]) -> Result<PackId, &'static str> {
     Ok(PackId(bytes.try_into().map_err(|_| "pack")?))
 }
 
-/// Decodes a chunk id (a `chunks` key): exactly 32 bytes, else
-/// `Err("chunk")`.
-pub fn decode_chunk_id(bytes: &[u8]) -> Result<ChunkId, &'static str> {
-    Ok(ChunkId(bytes.try_into().map_err(|_| "chunk")?))
-}
-
 /// Encodes a snapshot id as a `snapshots` key (i64 big-endian).
 pub fn encode_snapshot_key(id: SnapshotId) -> [u8; 8] {
     id.0.to_be_bytes()
@@ -188,31 +176,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn location_layout() {
-        let rec = LocationRecord {
-            pack_no: 0x0403_0201,
+    fn entry_layout() {
+        let e = PackEntry {
+            id: ChunkId([0xAB; 32]),
             kind: BlobKind::Meta,
             frame_offset: 0x0d0c_0b0a_0908_0706,
             frame_len: 0x1110_0f0e,
             offset: 0x1514_1312,
             len: 0x1918_1716,
         };
-        let bytes = encode_location(&rec);
+        let other = PackEntry {
+            kind: BlobKind::Data,
+            id: ChunkId([1; 32]),
+            ..e
+        };
+        let bytes = encode_entries(&[other, e]);
+        assert_eq!(bytes.len(), 2 * ENTRY_LEN);
+        let second = &bytes[ENTRY_LEN..];
+        assert_eq!(&second[..32], &[0xAB; 32]);
         assert_eq!(
-            bytes,
-            [
-                1, 2, 3, 4, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
-                24, 25
-            ]
+            second[32..],
+            [1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
         );
-        assert_eq!(decode_location(&bytes), Ok(rec));
-        assert_eq!(location_pack_no(&bytes), Some(0x0403_0201));
-        let mut bad = bytes;
-        bad[4] = 2;
-        assert_eq!(decode_location(&bad), Err("chunk"));
-        assert_eq!(location_pack_no(&bad), Some(0x0403_0201));
-        assert_eq!(decode_location(&bytes[..24]), Err("chunk"));
-        assert_eq!(location_pack_no(&bytes[..24]), None);
+        assert_eq!(entry_count(&bytes), Ok(2));
+        assert_eq!(decode_entry(&bytes, 1), Ok(e));
+        assert_eq!(decode_entry(&bytes, 0), Ok(other));
+        assert_eq!(entry_id(&bytes, 1), Some(e.id));
+        assert_eq!(entry_id(&bytes, 2), None);
+        assert_eq!(decode_entry(&bytes, 2), Err("pack entries"));
+        assert_eq!(entry_count(&bytes[1..]), Err("pack entries"));
+        let mut bad = bytes.clone();
+        bad[ENTRY_LEN + 32] = 2;
+        assert_eq!(decode_entry(&bad, 1), Err("pack entries"));
+        assert_eq!(decode_entry(&bad, 0), Ok(other));
     }
 
     #[test]
@@ -230,8 +226,6 @@ mod tests {
         assert_eq!(decode_pack_no(&[0, 0, 7]), Err("pack number"));
         assert_eq!(decode_pack_id(&[9; 32]), Ok(PackId([9; 32])));
         assert_eq!(decode_pack_id(&[9; 33]), Err("pack"));
-        assert_eq!(decode_chunk_id(&[9; 32]), Ok(ChunkId([9; 32])));
-        assert_eq!(decode_chunk_id(&[]), Err("chunk"));
         assert_eq!(
             encode_snapshot_key(SnapshotId(-2)),
             [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]

@@ -37,7 +37,7 @@
 //! but no longer indexed is indexed again by the next open, and swept by
 //! the next prune).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -557,28 +557,10 @@ fn sweep(store: &Store, plan: &PrunePlan, report: &mut PruneReport) -> Result<()
     let index = store.index();
     index.forget_files()?;
     index.flush()?;
-    let doomed_ids: HashSet<PackId> = doomed.iter().map(|p| plan.catalog.packs[*p].0).collect();
-    // Surviving packs that share a live chunk with a doomed one: indexed
-    // again after the removal, so every live chunk keeps an entry.
-    let mut reindex: BTreeSet<PackId> = report.packs_written.iter().copied().collect();
+    // A live chunk that a doomed pack shares with a surviving one stays
+    // indexed through the survivor: the index keeps each pack's entries.
     for p in &doomed {
-        let (pack, _, entries) = &plan.catalog.packs[*p];
-        for e in entries {
-            if let Some((home, _)) = plan.catalog.entry(&e.id) {
-                if !doomed_ids.contains(home) && plan.live.chunks.contains(&e.id) {
-                    reindex.insert(*home);
-                }
-            }
-        }
-        index.remove_pack(*pack, entries)?;
-    }
-    for pack in &reindex {
-        let trailer = store.read_trailer(pack)?;
-        let len = fs::metadata(store.pack_path(pack))
-            .at(store.pack_path(pack))?
-            .len();
-        index.remove_pack(*pack, &trailer.entries)?;
-        index.add_pack(*pack, len, &trailer.entries)?;
+        index.remove_pack(plan.catalog.packs[*p].0)?;
     }
     index.flush()?;
     for p in &doomed {

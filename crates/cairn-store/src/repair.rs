@@ -18,7 +18,6 @@
 //!    file that still needs a missing chunk; the report is also written to
 //!    `STORE/repairs/<timestamp>.txt`.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::BufWriter;
 
@@ -154,34 +153,19 @@ pub fn execute(store: &Store, plan: &RepairPlan) -> Result<Vec<PackId>> {
     store.files().require_local("repair")?;
     let mut written = Vec::new();
     for r in &plan.packs {
-        let mut kept = HashSet::new();
         if !r.keep.is_empty() {
             let (f, temp) = atomic::create_temp(&store.root().join("tmp"), "repair")?;
             let mut b = PackBuilder::new(BufWriter::new(f)).at(&temp)?;
             for (frame, chunks) in &r.keep {
                 b.add_frame(frame, chunks).at(&temp)?;
-                kept.extend(chunks.iter().map(|c| c.0));
             }
             let (id, trailer, len, _) = seal_pack(store.files(), b, &temp)?;
             store.index().add_pack(id, len, &trailer.entries)?;
             written.push(id);
         }
-        // Forget the old pack's entries, except those the new pack now holds.
-        let old: Vec<PackEntry> = store
-            .index()
-            .chunks_in_pack(&r.pack)?
-            .into_iter()
-            .filter(|c| !kept.contains(c))
-            .map(|id| PackEntry {
-                id,
-                kind: pack::BlobKind::Data,
-                frame_offset: 0,
-                frame_len: 0,
-                offset: 0,
-                len: 0,
-            })
-            .collect();
-        store.index().remove_pack(r.pack, &old)?;
+        // Forget the old pack; the chunks the new pack holds stay indexed
+        // through it.
+        store.index().remove_pack(r.pack)?;
         store.index().forget_files()?;
         let path = store.pack_path(&r.pack);
         fs::remove_file(&path).at(&path)?;

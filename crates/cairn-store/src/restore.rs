@@ -249,13 +249,16 @@ pub fn execute(
         ensure_dir(&target.join(rel))?;
     }
     let reader = ChunkReader::new(store);
+    // Largest first, so the last file to finish is a small one.
+    let mut order: Vec<usize> = (0..plan.files.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(plan.files[i].content.size));
     let restore_all = || -> Vec<(usize, std::result::Result<u64, String>)> {
-        plan.files
+        order
             .par_iter()
-            .enumerate()
             .map_init(
                 || (FrameCache::default(), FrameCache::default()),
-                |(lists, data), (i, f)| {
+                |(lists, data), &i| {
+                    let f = &plan.files[i];
                     let r = restore_file(&reader, lists, data, f, target, progress)
                         .map_err(|e| e.to_string());
                     progress.file_done();
@@ -357,6 +360,13 @@ fn restore_file(
     result
 }
 
+/// Raw bytes of a file restored from a local store per parallel step.
+const RESTORE_WINDOW: usize = 8 << 20;
+
+/// Chunks one task of a parallel step reads at least (neighbours share a
+/// frame, which a task decodes once).
+const CHUNKS_PER_TASK: usize = 64;
+
 /// Files restored at once from a remote store.
 const REMOTE_FILES_AT_ONCE: usize = 8;
 
@@ -432,9 +442,65 @@ pub(crate) fn stage_file(
         step(&mut filling, &mut ready, &mut front, &mut back)?;
         *data = front;
     } else {
+        // A local store: the file goes in windows whose chunks are read,
+        // decoded and checked in parallel, then hashed (in parallel too)
+        // and written, so one large database is not restored on one core.
+        // The next window is read while the one before is hashed and
+        // written.
+        let fill = |window: &[(ChunkId, usize)], buf: &mut Vec<u8>| -> Result<()> {
+            let filled = window.iter().map(|(_, len)| len).sum();
+            buf.resize(filled, 0);
+            let mut parts = Vec::with_capacity(window.len());
+            let mut rest = &mut buf[..];
+            for (_, len) in window {
+                let (part, tail) = rest.split_at_mut(*len);
+                parts.push(part);
+                rest = tail;
+            }
+            window
+                .par_iter()
+                .zip(parts)
+                .with_min_len(CHUNKS_PER_TASK)
+                .try_for_each_init(FrameCache::default, |cache, ((id, _), part)| {
+                    reader.with_chunk(id, cache, &ctx, |bytes| {
+                        if bytes.len() != part.len() {
+                            return Err(StoreError::FileHashMismatch {
+                                path: f.rel.clone(),
+                            });
+                        }
+                        part.copy_from_slice(bytes);
+                        Ok(())
+                    })?
+                })
+        };
+        let mut drain = |buf: &[u8]| -> Result<()> {
+            hasher.update_rayon(buf);
+            written += buf.len() as u64;
+            progress.bytes(buf.len() as u64);
+            out.write_all(buf).at(temp)
+        };
+        let (mut filling, mut ready) = (Vec::new(), Vec::new());
+        let mut window: Vec<(ChunkId, usize)> = Vec::new();
+        let mut window_bytes = 0usize;
+        let mut step = |window: &mut Vec<(ChunkId, usize)>| -> Result<()> {
+            let (filled, drained) = rayon::join(|| fill(window, &mut filling), || drain(&ready));
+            filled?;
+            drained?;
+            std::mem::swap(&mut filling, &mut ready);
+            window.clear();
+            Ok(())
+        };
         for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
-            write(&child.id, data)
+            window.push((child.id, child.len as usize));
+            window_bytes += child.len as usize;
+            if window_bytes >= RESTORE_WINDOW {
+                window_bytes = 0;
+                step(&mut window)?;
+            }
+            Ok(())
         })?;
+        step(&mut window)?;
+        step(&mut window)?;
     }
     if let Some(e) = write_err {
         return Err(e).at(temp);

@@ -326,10 +326,28 @@ fn take(
                 (i, r)
             })
             .collect();
-        for i in large {
-            done.push((i, ingest.file(&files[i].path)));
-            progress.file_done();
-        }
+        // Large files go two (one per core) at a time, so that one file's
+        // serial steps (its reads, claims and pack appends) overlap the
+        // other's parallel hashing and compression. Two threads outside
+        // the rayon pool: each waits on its own rayon work without taking
+        // up another file's (which would nest windows without bound).
+        let mut large = large;
+        large.sort_by_key(|&i| std::cmp::Reverse(files[i].size));
+        let next = std::sync::Mutex::new(large.into_iter());
+        let large_done = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..rayon::current_num_threads().clamp(1, 2) {
+                scope.spawn(|| loop {
+                    let Some(i) = next.lock().expect("file queue lock").next() else {
+                        break;
+                    };
+                    let r = ingest.file(&files[i].path);
+                    progress.file_done();
+                    large_done.lock().expect("results lock").push((i, r));
+                });
+            }
+        });
+        done.extend(large_done.into_inner().expect("results lock"));
         for (i, r) in done {
             match r {
                 Ok(c) => results[i] = Some(c),

@@ -69,7 +69,7 @@ pub fn stats(store: &Store) -> Result<StoreStats> {
         logical_bytes: logical,
         stored_bytes: stored,
         packs: packs.len() as u64,
-        chunks: store.index().chunk_count() as u64,
+        chunks: store.index().chunk_count()? as u64,
         dedup_ratio: if stored == 0 {
             0.0
         } else {
