@@ -625,3 +625,53 @@ fn lifecycle_bad_input_is_named_and_changes_nothing() {
     assert!(line.contains("policy"), "{line}");
     assert!(line.contains("not a policy file"), "{line}");
 }
+
+#[test]
+fn compression_level_is_checked_and_used() {
+    let s = Scratch::new();
+    // Out of range: refused by the parser, no store created.
+    for level in ["0", "20", "x"] {
+        let store = s.path(&format!("bad-{level}"));
+        let out = cairn_raw(&[
+            "--store".as_ref(),
+            store.as_os_str(),
+            "init".as_ref(),
+            "--compression-level".as_ref(),
+            level.as_ref(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "level {level}: {err}");
+        assert!(err.contains("--compression-level"), "level {level}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!store.exists(), "level {level} created a store");
+    }
+    // A chosen level is recorded and changes what is stored: compressible
+    // text at level 19 takes fewer pack bytes than at level 1.
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    let text: String = (0..60_000)
+        .map(|i| format!("{i} GET /page/{} 200 {}\n", i % 97, (i * 7919) % 1000))
+        .collect();
+    fs::write(data.join("access.log"), text).unwrap();
+    let mut packs = Vec::new();
+    for level in ["1", "19"] {
+        let store = s.path(&format!("store-{level}"));
+        let run = |args: &[&str]| {
+            let mut full: Vec<&std::ffi::OsStr> = vec!["--store".as_ref(), store.as_os_str()];
+            full.extend(args.iter().map(std::ffi::OsStr::new));
+            let out = cairn_raw(&full);
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        run(&["init", "--compression-level", level]);
+        let cfg = StoreConfig::decode(&fs::read(store.join("config")).unwrap()).unwrap();
+        assert_eq!(cfg.compression.zstd_level.to_string(), level);
+        run(&["snapshot", "--data-path", data.to_str().unwrap(), "--quiet"]);
+        packs.push(pack_bytes(&store));
+    }
+    assert!(
+        packs[1] < packs[0],
+        "level 19 {} vs level 1 {}",
+        packs[1],
+        packs[0]
+    );
+}

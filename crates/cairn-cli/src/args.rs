@@ -299,6 +299,11 @@ pub struct InitArgs {
     /// Fixed for the store's life.
     #[arg(long, default_value_t = 4, value_name = "KIB")]
     pub duckdb_chunk_kib: u32,
+    /// zstd level of new frames (1 fastest to 19 smallest; levels above 19
+    /// need much more memory). Stored in the store's config.
+    #[arg(long, default_value_t = cairn_format::config::Compression::default().zstd_level,
+          value_parser = clap::value_parser!(i32).range(1..=19), value_name = "LEVEL")]
+    pub compression_level: i32,
 }
 
 /// `snapshot` arguments.

@@ -182,7 +182,8 @@ pub fn print_json(v: &serde_json::Value) {
 pub fn init(cli: &Cli, a: &InitArgs) -> anyhow::Result<ExitCode> {
     let path = store_path(cli)?;
     let cfg = Store::init_with(&path, |c| {
-        c.chunking.duckdb_chunk = a.duckdb_chunk_kib.saturating_mul(1024)
+        c.chunking.duckdb_chunk = a.duckdb_chunk_kib.saturating_mul(1024);
+        c.compression.zstd_level = a.compression_level;
     })?;
     if cli.json {
         print_json(

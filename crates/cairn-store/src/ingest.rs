@@ -1,7 +1,7 @@
 //! Ingest of one file: read → chunk → hash → dedup → compress → pack.
 //!
-//! A file is read in windows (16 MiB), so memory is bounded by the window
-//! and the frames in flight, not by the file. Within a window, chunk
+//! A file is read in windows (8 MiB, 4 MiB for DuckDB files), so memory
+//! is bounded by the window and the frames in flight, not by the file. Within a window, chunk
 //! hashing and frame compression run in parallel on rayon. DuckDB files
 //! (`DUCK` at offset 8) are read with `pread` (a live writer may shrink
 //! them) and cut on their block layout; other large files are mapped and
@@ -27,7 +27,11 @@ use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::packer::ChunkSink;
 use crate::tree::{Grouping, ListWriter};
 
-const WINDOW: usize = 8 << 20;
+/// Window of a FastCDC pass: more than the largest chunk the config allows
+/// (4 MiB), so a window always holds a cut.
+const CDC_WINDOW: usize = 8 << 20;
+/// Window of a DuckDB file (two in flight per file being read).
+const DB_WINDOW: usize = 4 << 20;
 const MAP_MIN: u64 = 1 << 20;
 const TRIES: u32 = 7;
 /// Bytes of a DuckDB block covered by one chunk-list leaf.
@@ -175,7 +179,7 @@ impl Ingest<'_, '_> {
         let mut hasher = blake3::Hasher::new();
         let mut at = 0u64;
         while at < size {
-            let len = (size - at).min(WINDOW as u64) as usize;
+            let len = (size - at).min(CDC_WINDOW as u64) as usize;
             let bytes = w.window(at, len).at(path)?;
             hasher.update_rayon(&bytes);
             at += len as u64;
@@ -197,7 +201,7 @@ impl Ingest<'_, '_> {
         let mut hasher = blake3::Hasher::new();
         let mut at = 0u64;
         while at < size {
-            let len = (size - at).min(WINDOW as u64) as usize;
+            let len = (size - at).min(CDC_WINDOW as u64) as usize;
             let eof = at + len as u64 == size;
             let bytes = w.window(at, len).at(path)?;
             let (cuts, next) = cdc::cut(&bytes, at, params, eof);
@@ -257,46 +261,29 @@ impl Ingest<'_, '_> {
             return Err(changed_error(path, "grew while its header was read"));
         }
         let ranges: Vec<_> = duckdb::block_ranges(size, block_size).collect();
-        let per_window = (WINDOW / block_size as usize).max(1);
-        let chunk = self.config.chunking.duckdb_chunk;
+        let per_window = (DB_WINDOW / block_size as usize).max(1);
         let mut list = ListWriter::new(self.sink, Grouping::Positional);
         let mut hasher = blake3::Hasher::new();
-        for group in ranges.chunks(per_window) {
-            let off = group[0].offset;
-            let len: u64 = group.iter().map(|r| r.len).sum();
-            let bytes = w.window(off, len as usize).at(path)?;
-            hasher.update_rayon(&bytes);
-            self.count(bytes.len());
-            let per_range: Vec<Vec<Cut>> =
-                group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
-            let cuts: Vec<Cut> = per_range.iter().flatten().copied().collect();
-            let mut children = self
-                .store_chunks(&bytes, off, &cuts, false, path)?
-                .into_iter();
-            for (r, rc) in group.iter().zip(&per_range) {
-                let tag = if r.offset >= duckdb::HEADER_AREA && r.len >= 8 {
-                    let s = (r.offset - off) as usize;
-                    u64::from_le_bytes(bytes[s..s + 8].try_into().expect("8 bytes"))
-                } else {
-                    0
-                };
-                // Leaves cover LEAF_SPAN bytes of a block: a changed block
-                // rewrites the leaf holding its checksum and the leaves
-                // holding changed pages, not a list of the whole block.
-                let per_leaf = (LEAF_SPAN / chunk as usize).max(1);
-                for (k, part) in children
-                    .by_ref()
-                    .take(rc.len())
-                    .collect::<Vec<_>>()
-                    .chunks(per_leaf)
-                    .enumerate()
-                {
-                    for child in part {
-                        list.push(*child)?;
-                    }
-                    list.end_leaf(if k == 0 { tag } else { 0 })?;
-                }
-            }
+        // The next window is read while this one is hashed, compressed and
+        // packed (two buffers of DB_WINDOW bytes).
+        let groups: Vec<&[duckdb::BlockRange]> = ranges.chunks(per_window).collect();
+        let read = |group: Option<&&[duckdb::BlockRange]>, buf: &mut Vec<u8>| {
+            let Some(group) = group else {
+                return Ok(());
+            };
+            buf.resize(group.iter().map(|r| r.len as usize).sum(), 0);
+            w.read_at(buf, group[0].offset)
+        };
+        let (mut current, mut next) = (Vec::new(), Vec::new());
+        read(groups.first(), &mut current).at(path)?;
+        for (i, group) in groups.iter().enumerate() {
+            let (read_next, stored) = rayon::join(
+                || read(groups.get(i + 1), &mut next),
+                || self.duckdb_window(group, &current, &mut list, &mut hasher, path),
+            );
+            stored?;
+            read_next.at(path)?;
+            std::mem::swap(&mut current, &mut next);
         }
         // The header must not have moved on while the blocks were read:
         // a checkpoint in between could leave blocks of two states.
@@ -314,6 +301,52 @@ impl Ingest<'_, '_> {
             },
             chunks: list.finish()?,
         })
+    }
+
+    /// Stores one window of a DuckDB file (`bytes`, the blocks of `group`)
+    /// and adds its chunks to `list`, one leaf per LEAF_SPAN of a block.
+    fn duckdb_window(
+        &self,
+        group: &[duckdb::BlockRange],
+        bytes: &[u8],
+        list: &mut ListWriter,
+        hasher: &mut blake3::Hasher,
+        path: &Path,
+    ) -> Result<()> {
+        let chunk = self.config.chunking.duckdb_chunk;
+        let off = group[0].offset;
+        hasher.update_rayon(bytes);
+        self.count(bytes.len());
+        let per_range: Vec<Vec<Cut>> = group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
+        let cuts: Vec<Cut> = per_range.iter().flatten().copied().collect();
+        let mut children = self
+            .store_chunks(bytes, off, &cuts, false, path)?
+            .into_iter();
+        for (r, rc) in group.iter().zip(&per_range) {
+            let tag = if r.offset >= duckdb::HEADER_AREA && r.len >= 8 {
+                let s = (r.offset - off) as usize;
+                u64::from_le_bytes(bytes[s..s + 8].try_into().expect("8 bytes"))
+            } else {
+                0
+            };
+            // Leaves cover LEAF_SPAN bytes of a block: a changed block
+            // rewrites the leaf holding its checksum and the leaves
+            // holding changed pages, not a list of the whole block.
+            let per_leaf = (LEAF_SPAN / chunk as usize).max(1);
+            for (k, part) in children
+                .by_ref()
+                .take(rc.len())
+                .collect::<Vec<_>>()
+                .chunks(per_leaf)
+                .enumerate()
+            {
+                for child in part {
+                    list.push(*child)?;
+                }
+                list.end_leaf(if k == 0 { tag } else { 0 })?;
+            }
+        }
+        Ok(())
     }
 
     /// Hashes the chunks of one window, stores the new ones, and returns
