@@ -255,7 +255,9 @@ impl<'s> ChunkSink<'s> {
     ) -> Result<()> {
         if slot.is_none() {
             let (f, temp) = atomic::create_temp(&self.store.tmp_dir(), "pack")?;
-            let builder = PackBuilder::new(BufWriter::with_capacity(1 << 20, f)).at(&temp)?;
+            // A small buffer: frames (tens of KiB) bypass it and go to the
+            // file without a copy; the trailer's small writes gather in it.
+            let builder = PackBuilder::new(BufWriter::with_capacity(8 << 10, f)).at(&temp)?;
             *slot = Some(OpenPack {
                 builder,
                 temp,
