@@ -3,8 +3,8 @@
 use crate::common::*;
 
 /// A generated data path aged several hours: every snapshot restores
-/// byte-identically, an unchanged snapshot adds almost nothing, and an
-/// hour of traffic adds far less than the data path.
+/// byte-identically (with and without fsyncs), an unchanged snapshot adds
+/// almost nothing, and an hour of traffic adds far less than the data path.
 #[test]
 fn aged_data_path_round_trips_every_snapshot() {
     let s = Scratch::new();
@@ -57,7 +57,27 @@ fn aged_data_path_round_trips_every_snapshot() {
             target.to_str().unwrap(),
         ]);
         assert_same_tree(copy, &target);
+        // Without fsyncs: the same files, just not waited for.
+        let unsynced = s.path(&format!("restore-nosync-{id}"));
+        s.ok(&[
+            "restore",
+            "--snapshot",
+            id,
+            "--no-sync",
+            "--target",
+            unsynced.to_str().unwrap(),
+        ]);
+        assert_same_tree(copy, &unsynced);
     }
+    // Never without fsyncs over a live data path.
+    let out = s.cairn(&[
+        "restore",
+        "--no-sync",
+        "--data-path",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-sync"));
 }
 
 /// Full re-read gives the same content as the fast path, and the index

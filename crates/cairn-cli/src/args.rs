@@ -364,6 +364,11 @@ pub struct RestoreArgs {
     /// Restore into a non-empty directory, replacing files of the same name.
     #[arg(long)]
     pub overwrite: bool,
+    /// Do not fsync restored files: faster, for a target that is thrown
+    /// away (tests, comparisons); a crash may leave files short. Not with
+    /// --data-path, whose files replace live ones, nor --as-hitkeep-backup.
+    #[arg(long, conflicts_with_all = ["data_path", "as_hitkeep_backup"])]
+    pub no_sync: bool,
     /// Write a snapshot made by import-hitkeep-backups back in HitKeep's
     /// backup layout, TARGET/shared/{ts}/ and TARGET/tenants/{uuid}/{ts}/,
     /// for `hitkeep recover restore-backup -from TARGET -snapshot {ts}`.

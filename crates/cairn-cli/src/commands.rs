@@ -538,6 +538,11 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<ExitCode> {
             snapshot: id,
             target: target.clone(),
             overwrite: a.overwrite,
+            durability: if a.no_sync {
+                restore::Durability::Unsynced
+            } else {
+                restore::Durability::Synced
+            },
         },
         &bar,
     );

@@ -232,6 +232,11 @@ pub fn prepare(
     let started_unix = now_unix();
     let manifest = store.load_manifest(opts.snapshot)?;
     let (target, created_target) = make_target(opts.target.as_deref(), opts.snapshot)?;
+    let durability = if opts.keep {
+        restore::Durability::Synced
+    } else {
+        restore::Durability::Unsynced
+    };
     let mut not_restored = BTreeSet::new();
     // As the runbook restores (and `restore --data-path` without
     // `--with-wal`): databases without their write-ahead logs, so the
@@ -250,7 +255,8 @@ pub fn prepare(
                 vec![e.to_string()],
             ),
         ),
-        Ok(plan) => match restore::execute(store, &plan, &target, progress) {
+        // A target the drill removes afterwards is not worth an fsync.
+        Ok(plan) => match restore::execute(store, &plan, &target, durability, progress) {
             Err(e) => {
                 not_restored.extend(plan.files.iter().map(|f| f.rel.clone()));
                 let step = finish_step(

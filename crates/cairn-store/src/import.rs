@@ -366,5 +366,5 @@ pub fn restore_as_backup(
             });
         }
     }
-    restore::execute(store, &plan, target, progress)
+    restore::execute(store, &plan, target, restore::Durability::Synced, progress)
 }

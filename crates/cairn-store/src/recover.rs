@@ -33,7 +33,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::hitkeep::{wal_path, ROOT_ARCHIVE, ROOT_DB, ROOT_DB_WAL};
 use crate::inuse::{holders, Holder};
 use crate::reader::{ChunkReader, FrameCache};
-use crate::restore::{self, stage_file, PlannedFile};
+use crate::restore::{self, stage_file, Durability, PlannedFile};
 use crate::snapshot::Progress;
 use crate::store::Store;
 
@@ -375,7 +375,17 @@ pub fn execute(
                 } else {
                     item.file.meta.mode & 0o7777
                 };
-                let r = stage_file(&reader, (lists, data), &item.file, &temp, mode, progress);
+                // In place: the file replaces a live database, so it must
+                // be on disk before it is renamed there.
+                let r = stage_file(
+                    &reader,
+                    (lists, data),
+                    &item.file,
+                    &temp,
+                    mode,
+                    Durability::Synced,
+                    progress,
+                );
                 progress.file_done();
                 r
             },

@@ -36,6 +36,20 @@ pub struct RestoreOptions {
     pub target: PathBuf,
     /// Allow a non-empty target (existing files of the same name are replaced).
     pub overwrite: bool,
+    /// Whether restored files and directories are fsynced.
+    pub durability: Durability,
+}
+
+/// Whether a restore waits for its files to reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Every restored file and directory is fsynced before the restore
+    /// reports success (the default: a restore may be all that is left).
+    Synced,
+    /// Nothing is fsynced: for a target that is thrown away (a drill, a
+    /// test), where waiting for the disk buys nothing. A crash may leave
+    /// restored files short or empty.
+    Unsynced,
 }
 
 /// A file to restore.
@@ -213,7 +227,7 @@ pub fn restore(
         }
         Err(_) => fs::create_dir_all(target).at(target)?,
     }
-    execute(store, &plan, target, progress)
+    execute(store, &plan, target, opts.durability, progress)
 }
 
 /// Creates `dir` unless it exists as a real directory; a symlink or file
@@ -242,6 +256,7 @@ pub fn execute(
     store: &Store,
     plan: &RestorePlan,
     target: &Path,
+    durability: Durability,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     progress.start(plan.files.len() as u64, plan.bytes);
@@ -259,7 +274,7 @@ pub fn execute(
                 || (FrameCache::default(), FrameCache::default()),
                 |(lists, data), &i| {
                     let f = &plan.files[i];
-                    let r = restore_file(&reader, lists, data, f, target, progress)
+                    let r = restore_file(&reader, lists, data, f, target, durability, progress)
                         .map_err(|e| e.to_string());
                     progress.file_done();
                     (i, r)
@@ -278,10 +293,12 @@ pub fn execute(
             .install(restore_all),
         None => restore_all(),
     };
-    for (rel, _) in &plan.dirs {
-        atomic::sync_dir(&target.join(rel))?;
+    if durability == Durability::Synced {
+        for (rel, _) in &plan.dirs {
+            atomic::sync_dir(&target.join(rel))?;
+        }
+        atomic::sync_dir(target)?;
     }
-    atomic::sync_dir(target)?;
     let mut report = RestoreReport {
         failed: plan.failed.clone(),
         ..RestoreReport::default()
@@ -328,6 +345,7 @@ fn restore_file(
     data: &mut FrameCache,
     f: &PlannedFile,
     target: &Path,
+    durability: Durability,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let dest = target.join(&f.rel);
@@ -342,7 +360,7 @@ fn restore_file(
     let temp = atomic::temp_path(dir, &stem);
     let mode = f.meta.mode & 0o7777;
     let result = (|| {
-        let written = stage_file(reader, (lists, data), f, &temp, mode, progress)?;
+        let written = stage_file(reader, (lists, data), f, &temp, mode, durability, progress)?;
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
             return Err(StoreError::UnsafePath {
                 detail: format!(
@@ -376,13 +394,15 @@ const PREFETCH_WINDOW: u64 = 4 << 20;
 
 /// Writes `f`'s content to a new file at `temp`, checking every chunk
 /// against its id and the whole content against the file hash, then sets
-/// `mode` and the mtime and fsyncs. On error the caller removes `temp`.
+/// `mode` and the mtime and (when `durability` asks) fsyncs. On error the
+/// caller removes `temp`.
 pub(crate) fn stage_file(
     reader: &ChunkReader<'_>,
     (lists, data): (&mut FrameCache, &mut FrameCache),
     f: &PlannedFile,
     temp: &Path,
     mode: u32,
+    durability: Durability,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let file = OpenOptions::new()
@@ -515,6 +535,8 @@ pub(crate) fn stage_file(
     file.set_permissions(fs::Permissions::from_mode(mode))
         .at(temp)?;
     set_mtime(&file, &f.meta).at(temp)?;
-    file.sync_all().at(temp)?;
+    if durability == Durability::Synced {
+        file.sync_all().at(temp)?;
+    }
     Ok(written)
 }

@@ -291,6 +291,7 @@ fn restore_to(store: &Store, id: SnapshotId, target: &Path) {
             snapshot: id,
             target: target.to_owned(),
             overwrite: false,
+            durability: restore::Durability::Synced,
         },
         &NoProgress,
     )

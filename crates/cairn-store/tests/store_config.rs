@@ -206,6 +206,7 @@ fn every_accepted_chunking_config_is_usable() {
                 snapshot: report.manifest.id,
                 target: target.clone(),
                 overwrite: false,
+                durability: restore::Durability::Synced,
             },
             &NoProgress,
         );

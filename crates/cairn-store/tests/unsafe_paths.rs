@@ -300,6 +300,7 @@ impl Arena {
                 snapshot: id,
                 target: self.target(),
                 overwrite,
+                durability: restore::Durability::Synced,
             },
             &NoProgress,
         )
