@@ -13,6 +13,9 @@
 //! - `packno`: pack number -> pack id;
 //! - `entries`: pack number -> the pack's trailer entries (chunk id and
 //!   location of each chunk), one record per pack;
+//! - `meta_packs`: pack number -> nothing, for each pack holding metadata
+//!   chunks (so the few metadata entries can be found without reading
+//!   every pack's record);
 //! - `snapshots`: snapshot id (i64 BE) -> manifest bytes;
 //! - `files`: whole-file blake3 -> encoded file content (whole-file dedup).
 //!
@@ -36,7 +39,7 @@ use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
 
 /// Version of the index layout; a different one means rebuild.
-pub const INDEX_VERSION: u32 = 2;
+pub const INDEX_VERSION: u32 = 3;
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -96,10 +99,13 @@ pub struct Index {
     packs: sled::Tree,
     packno: sled::Tree,
     entries: sled::Tree,
+    meta_packs: sled::Tree,
     snapshots: sled::Tree,
     files: sled::Tree,
     /// Built from `entries` on first use; `None` until then.
     map: RwLock<Option<ChunkMap>>,
+    /// The metadata entries of the `meta_packs`, built on first use.
+    meta_map: RwLock<Option<ChunkMap>>,
     /// Recently read `entries` records (and `packno` values) by pack number.
     recent: Mutex<HashMap<u32, CachedPack>>,
     /// The next pack number, once read from `packno`.
@@ -138,10 +144,12 @@ impl Index {
             packs: tree("packs")?,
             packno: tree("packno")?,
             entries: tree("entries")?,
+            meta_packs: tree("meta_packs")?,
             snapshots: tree("snapshots")?,
             files: tree("files")?,
             path: path.to_owned(),
             map: RwLock::new(None),
+            meta_map: RwLock::new(None),
             recent: Mutex::new(HashMap::new()),
             next_pack_no: Mutex::new(None),
             db,
@@ -195,12 +203,14 @@ impl Index {
             &self.packs,
             &self.packno,
             &self.entries,
+            &self.meta_packs,
             &self.snapshots,
             &self.files,
         ] {
             t.clear().map_err(|e| self.err(e))?;
         }
         *self.map.write().expect("chunk map lock") = None;
+        *self.meta_map.write().expect("chunk map lock") = None;
         self.recent.lock().expect("pack cache lock").clear();
         *self.next_pack_no.lock().expect("pack number lock") = None;
         Ok(())
@@ -235,6 +245,30 @@ impl Index {
                 let (k, v) = kv.map_err(|e| self.err(e))?;
                 let no = record::decode_pack_no(&k).map_err(|what| self.damaged(what))?;
                 slots.extend(slots_of(no, &v).map_err(|what| self.damaged(what))?);
+            }
+            let mut map = ChunkMap::default();
+            map.add(slots);
+            *guard = Some(map);
+        }
+        Ok(f(guard.as_ref().expect("just built")))
+    }
+
+    /// Runs `f` on the map of metadata entries, building it from the
+    /// `meta_packs` first if this is its first use.
+    fn with_meta_map<T>(&self, f: impl FnOnce(&ChunkMap) -> T) -> Result<T> {
+        if let Some(map) = self.meta_map.read().expect("chunk map lock").as_ref() {
+            return Ok(f(map));
+        }
+        let mut guard = self.meta_map.write().expect("chunk map lock");
+        if guard.is_none() {
+            let mut slots = Vec::new();
+            for k in self.meta_packs.iter().keys() {
+                let k = k.map_err(|e| self.err(e))?;
+                let no = record::decode_pack_no(&k).map_err(|what| self.damaged(what))?;
+                let Some(v) = self.entries.get(k).map_err(|e| self.err(e))? else {
+                    continue;
+                };
+                slots.extend(meta_slots_of(no, &v).map_err(|what| self.damaged(what))?);
             }
             let mut map = ChunkMap::default();
             map.add(slots);
@@ -285,11 +319,30 @@ impl Index {
         Ok(None)
     }
 
-    /// Where `id` lives, if indexed.
+    /// Where `id` lives, if indexed; where several packs hold it, the
+    /// newest.
     pub fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
         let Some((slot, pack)) = self.find(id)? else {
             return Ok(None);
         };
+        self.location(slot, pack)
+    }
+
+    /// Where `id` lives, looked up among the metadata entries first (until
+    /// the full map is built anyway), so that reading trees and chunk
+    /// lists does not read every pack's record: any indexed copy, not
+    /// necessarily the newest.
+    pub fn lookup_any(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        if self.map.read().expect("chunk map lock").is_none() {
+            if let Some((slot, pack)) = self.find_meta(id)? {
+                return self.location(slot, pack);
+            }
+        }
+        self.lookup(id)
+    }
+
+    /// The location recorded at `slot`, whose pack's records are `pack`.
+    fn location(&self, slot: Slot, pack: CachedPack) -> Result<Option<ChunkLocation>> {
         let Some(pack_id) = pack.pack_id else {
             return Err(self.damaged("pack number"));
         };
@@ -311,6 +364,37 @@ impl Index {
         Ok(self.find(id)?.is_some())
     }
 
+    /// Whether `id` is indexed as a metadata chunk, answered (until the
+    /// full map is built anyway) from the metadata entries alone, so that a
+    /// snapshot that stores only metadata (nothing changed) does not read
+    /// every pack's record. A yes is always right; a no may miss a copy the
+    /// full map would find (then the node is stored once more, no harm).
+    pub fn contains_meta(&self, id: &ChunkId) -> Result<bool> {
+        if self.map.read().expect("chunk map lock").is_some() {
+            return self.contains(id);
+        }
+        Ok(self.find_meta(id)?.is_some())
+    }
+
+    /// The first metadata entry of `id` among the `meta_packs`.
+    fn find_meta(&self, id: &ChunkId) -> Result<Option<(Slot, CachedPack)>> {
+        let candidates = self.with_meta_map(|m| {
+            if m.surely_absent(&id.0) {
+                Vec::new()
+            } else {
+                m.candidates(&id.0)
+            }
+        })?;
+        for slot in candidates {
+            if let Some(pack) = self.pack_records(slot.pack_no)? {
+                if record::entry_id(&pack.entries, slot.entry as usize) == Some(*id) {
+                    return Ok(Some((slot, pack)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Records a pack and all its entries. The pack record is written last,
     /// so a pack listed in `packs` has all its chunks indexed.
     pub fn add_pack(&self, pack: PackId, pack_len: u64, entries: &[PackEntry]) -> Result<()> {
@@ -328,7 +412,14 @@ impl Index {
             pack_no: no,
             pack_len,
         });
+        let meta = meta_slots_of(no, &value).map_err(|what| self.damaged(what))?;
+        if !meta.is_empty() {
+            self.meta_packs.insert(key, &[]).map_err(|e| self.err(e))?;
+        }
         self.packs.insert(pack.0, &rec).map_err(|e| self.err(e))?;
+        if let Some(map) = self.meta_map.write().expect("chunk map lock").as_mut() {
+            map.add(meta);
+        }
         // After the record is in sled: a map being built now either read
         // it or is waited for here (and then gets the slots twice, which
         // costs nothing but 16 bytes each).
@@ -377,10 +468,13 @@ impl Index {
             let mut recent = self.recent.lock().expect("pack cache lock");
             self.entries.remove(key).map_err(|e| self.err(e))?;
             self.packno.remove(key).map_err(|e| self.err(e))?;
+            self.meta_packs.remove(key).map_err(|e| self.err(e))?;
             recent.remove(&no);
         }
-        if let Some(map) = self.map.write().expect("chunk map lock").as_mut() {
-            map.remove_pack(no);
+        for map in [&self.map, &self.meta_map] {
+            if let Some(map) = map.write().expect("chunk map lock").as_mut() {
+                map.remove_pack(no);
+            }
         }
         Ok(())
     }
@@ -495,6 +589,22 @@ fn slots_of(no: u32, entries: &[u8]) -> std::result::Result<Vec<Slot>, &'static 
         .collect())
 }
 
+/// The map slots of the metadata entries of an `entries` record.
+fn meta_slots_of(no: u32, entries: &[u8]) -> std::result::Result<Vec<Slot>, &'static str> {
+    let n = record::entry_count(entries)?;
+    let mut out = Vec::new();
+    for i in 0..n {
+        if record::decode_entry(entries, i)?.kind == BlobKind::Meta {
+            out.push(Slot {
+                prefix: prefix_of(&record::entry_id(entries, i).expect("in range").0),
+                pack_no: no,
+                entry: i as u32,
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +638,27 @@ mod tests {
         {
             let (idx, state) = Index::open(&path, [1; 16]).unwrap();
             assert_eq!(state, IndexState::Ready);
+            // The metadata entries answer alone before the full map exists.
+            assert!(idx.contains_meta(&entry.id).unwrap());
+            assert_eq!(idx.lookup_any(&entry.id).unwrap().unwrap().pack, pack);
+            assert!(idx.map.read().unwrap().is_none());
+            let data = PackEntry {
+                id: ChunkId::of(b"data"),
+                kind: BlobKind::Data,
+                ..entry
+            };
+            idx.add_pack(PackId::of(b"data pack"), 50, &[data]).unwrap();
+            assert!(!idx.contains_meta(&data.id).unwrap());
+            assert!(idx.contains(&data.id).unwrap());
+            assert!(idx.contains_meta(&entry.id).unwrap());
+            idx.remove_pack(pack).unwrap();
+            assert!(!idx.contains_meta(&entry.id).unwrap());
+            assert!(!idx.contains(&entry.id).unwrap());
+            idx.add_pack(pack, 100, &[entry]).unwrap();
+        }
+        {
+            let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+            assert!(idx.contains_meta(&entry.id).unwrap());
             assert!(idx.contains(&entry.id).unwrap());
         }
         let (idx, state) = Index::open(&path, [2; 16]).unwrap();

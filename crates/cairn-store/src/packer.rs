@@ -183,10 +183,20 @@ impl<'s> ChunkSink<'s> {
     /// For each id, whether it is new: not in the index and not claimed
     /// earlier in this run. New ids are claimed: the caller must store them.
     pub fn claim(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        self.claim_as(ids, |id| self.store.index().contains(id))
+    }
+
+    /// [`claim`](Self::claim) with `indexed` saying whether an id is in
+    /// the index.
+    fn claim_as(
+        &self,
+        ids: &[ChunkId],
+        indexed: impl Fn(&ChunkId) -> std::result::Result<bool, cairn_index::IndexError>,
+    ) -> Result<Vec<bool>> {
         let mut pending = self.pending.lock().expect("pending lock");
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let new = !pending.contains(id) && !self.store.index().contains(id)?;
+            let new = !pending.contains(id) && !indexed(id)?;
             if new {
                 pending.insert(*id);
             }
@@ -211,7 +221,9 @@ impl<'s> ChunkSink<'s> {
     /// Stores a metadata node (if new) and returns its id.
     pub fn put_meta(&self, bytes: Vec<u8>) -> Result<ChunkId> {
         let id = ChunkId::of(&bytes);
-        if !self.claim(&[id])?[0] {
+        // Looked up among metadata entries only: a snapshot that changed
+        // nothing stores a few nodes and need not load every data entry.
+        if !self.claim_as(&[id], |id| self.store.index().contains_meta(id))?[0] {
             return Ok(id);
         }
         self.counters

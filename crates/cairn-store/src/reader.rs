@@ -29,7 +29,9 @@ pub trait ChunkLocator: Sync {
 
 impl ChunkLocator for Index {
     fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        Ok(self.lookup(id)?)
+        // Trees and chunk lists are found among the metadata entries
+        // without building the map of every chunk.
+        Ok(self.lookup_any(id)?)
     }
 }
 
