@@ -271,15 +271,29 @@ fn ref_all_entries(trees: &RawTrees) -> Result<Vec<RawEntry<'_>>, ()> {
     Ok(out)
 }
 
+/// Reference: whether the `entries` record of pack number `no` belongs to
+/// an indexed pack: its `packno` record names a pack whose `packs` record
+/// (12 bytes) carries the same number. Any other is left over and ignored.
+fn ref_named(trees: &RawTrees, no: u32) -> bool {
+    let key: [u8; 4] = ref_be_key(no.into());
+    let Some(pack) = trees.packno.get(&key[..]) else {
+        return false;
+    };
+    trees
+        .packs
+        .get(pack)
+        .is_some_and(|v| v.len() == 12 && le(&v[0..4]) as u32 == no)
+}
+
 /// What `lookup` must return for `id` on the raw trees (`Err(())` =
-/// damaged): the entry of `id` of the greatest pack number (the newest
-/// pack), the last in that pack, located in the pack its `packno` record
-/// names.
+/// damaged): among the entries of indexed packs (`ref_named`), the entry
+/// of `id` of the greatest pack number (the newest pack), the last in that
+/// pack, located in the pack its `packno` record names.
 fn expected_lookup(trees: &RawTrees, id: &[u8; 32]) -> Result<Option<ChunkLocation>, ()> {
     let all = ref_all_entries(trees)?;
     let Some(&(no, _, rec)) = all
         .iter()
-        .filter(|(_, _, rec)| rec[..32] == id[..])
+        .filter(|(no, _, rec)| rec[..32] == id[..] && ref_named(trees, *no))
         .max_by_key(|&&(no, i, _)| (no, i))
     else {
         return Ok(None);
@@ -302,7 +316,7 @@ fn expected_lookup(trees: &RawTrees, id: &[u8; 32]) -> Result<Option<ChunkLocati
 fn expected_contains(trees: &RawTrees, id: &[u8; 32]) -> Result<bool, ()> {
     Ok(ref_all_entries(trees)?
         .iter()
-        .any(|(_, _, rec)| rec[..32] == id[..]))
+        .any(|(no, _, rec)| rec[..32] == id[..] && ref_named(trees, *no)))
 }
 
 /// What `chunk_count` must return on the raw trees: the number of distinct

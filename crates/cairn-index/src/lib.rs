@@ -290,6 +290,21 @@ impl Index {
             return Ok(None);
         };
         let pack_id = self.packno.get(key).map_err(|e| self.err(e))?;
+        // Only a pack whose `packs` record names this number is indexed: an
+        // `entries` record left behind by an interrupted add or removal
+        // (a crash before the flush) must never make a chunk look present.
+        let named = match &pack_id {
+            Some(id) => self
+                .packs
+                .get(id)
+                .map_err(|e| self.err(e))?
+                .and_then(|rec| record::decode_pack(&rec).ok())
+                .is_some_and(|rec| rec.pack_no == no),
+            None => false,
+        };
+        if !named {
+            return Ok(None);
+        }
         if recent.len() >= RECENT_PACKS {
             let old = *recent.keys().next().expect("not empty");
             recent.remove(&old);
@@ -660,6 +675,19 @@ mod tests {
             let (idx, _) = Index::open(&path, [1; 16]).unwrap();
             assert!(idx.contains_meta(&entry.id).unwrap());
             assert!(idx.contains(&entry.id).unwrap());
+        }
+        {
+            // A removal cut short after the `packs` record went (a crash
+            // before the flush): the entries left behind name nothing.
+            let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+            idx.packs.remove(pack.0).unwrap();
+            idx.flush().unwrap();
+        }
+        {
+            let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+            assert!(!idx.contains(&entry.id).unwrap());
+            assert!(!idx.contains_meta(&entry.id).unwrap());
+            assert_eq!(idx.lookup(&entry.id).unwrap(), None);
         }
         let (idx, state) = Index::open(&path, [2; 16]).unwrap();
         assert_eq!(state, IndexState::NeedsRebuild);

@@ -1,6 +1,6 @@
 //! Ingest of one file: read → chunk → hash → dedup → compress → pack.
 //!
-//! A file is read in windows (8 MiB, 4 MiB for DuckDB files), so memory
+//! A file is read in windows (8 MiB, 2 MiB for DuckDB files), so memory
 //! is bounded by the window and the frames in flight, not by the file. Within a window, chunk
 //! hashing and frame compression run in parallel on rayon. DuckDB files
 //! (`DUCK` at offset 8) are read with `pread` (a live writer may shrink
