@@ -316,13 +316,13 @@ impl Index {
 
     /// The newest indexed entry of `id`: its slot and its pack's records.
     fn find(&self, id: &ChunkId) -> Result<Option<(Slot, CachedPack)>> {
-        let candidates = self.with_map(|m| {
-            if m.surely_absent(&id.0) {
-                Vec::new()
-            } else {
-                m.candidates(&id.0)
-            }
-        })?;
+        let candidates = self.with_map(|m| candidates_of(m, id))?;
+        self.confirm(id, candidates)
+    }
+
+    /// The first of `candidates` whose pack is still indexed and whose
+    /// entry holds exactly `id`.
+    fn confirm(&self, id: &ChunkId, candidates: Vec<Slot>) -> Result<Option<(Slot, CachedPack)>> {
         for slot in candidates {
             let Some(pack) = self.pack_records(slot.pack_no)? else {
                 continue; // removed since the map was built
@@ -393,21 +393,8 @@ impl Index {
 
     /// The first metadata entry of `id` among the `meta_packs`.
     fn find_meta(&self, id: &ChunkId) -> Result<Option<(Slot, CachedPack)>> {
-        let candidates = self.with_meta_map(|m| {
-            if m.surely_absent(&id.0) {
-                Vec::new()
-            } else {
-                m.candidates(&id.0)
-            }
-        })?;
-        for slot in candidates {
-            if let Some(pack) = self.pack_records(slot.pack_no)? {
-                if record::entry_id(&pack.entries, slot.entry as usize) == Some(*id) {
-                    return Ok(Some((slot, pack)));
-                }
-            }
-        }
-        Ok(None)
+        let candidates = self.with_meta_map(|m| candidates_of(m, id))?;
+        self.confirm(id, candidates)
     }
 
     /// Records a pack and all its entries. The pack record is written last,
@@ -602,6 +589,15 @@ fn slots_of(no: u32, entries: &[u8]) -> std::result::Result<Vec<Slot>, &'static 
             entry: i as u32,
         })
         .collect())
+}
+
+/// The slots of `map` that may hold `id` (none when it is surely absent).
+fn candidates_of(map: &ChunkMap, id: &ChunkId) -> Vec<Slot> {
+    if map.surely_absent(&id.0) {
+        Vec::new()
+    } else {
+        map.candidates(&id.0)
+    }
 }
 
 /// The map slots of the metadata entries of an `entries` record.
