@@ -28,7 +28,7 @@
 //   one), that a second `add_pack` of a known pack changes nothing, and
 //   that `remove_pack` forgets a pack again (its ids fall back to an older
 //   pack holding them); `check_index_records` writes raw key/value bytes
-//   into a sled database laid out like an index, opens it with
+//   into a sled database laid out like an index (at `INDEX/sled`), opens it with
 //   `Index::open` and checks `lookup`, `contains`, `chunk_count`, `packs`
 //   and `snapshots` against a reference implementation over the raw trees:
 //   a damaged record must give `IndexError::Damaged`, never a panic or a
@@ -375,7 +375,7 @@ pub fn check_index_records(scratch: &Path, data: &[u8]) {
     let path = fresh_index_path(scratch);
     {
         let db = sled::Config::new()
-            .path(&path)
+            .path(path.join("sled"))
             .flush_every_ms(None)
             .mode(sled::Mode::LowSpace)
             .open()

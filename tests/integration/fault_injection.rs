@@ -816,7 +816,7 @@ fn missing_directory_node_fails_only_that_directory() {
 #[test]
 fn garbled_index_is_rebuilt() {
     let t = copy_of_base();
-    let conf = t.store().join("index/conf");
+    let conf = t.store().join("index/sled/conf");
     let mut b = fs::read(&conf).unwrap();
     for x in b.iter_mut().take(16) {
         *x ^= 0x5a;

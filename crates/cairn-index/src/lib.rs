@@ -12,7 +12,10 @@
 //! - `packs`: pack id -> (pack number u32, pack length u64);
 //! - `packno`: pack number -> pack id;
 //! - `entries`: pack number -> the pack's trailer entries (chunk id and
-//!   location of each chunk), one record per pack;
+//!   location of each chunk), one record per pack, for records up to
+//!   64 KiB;
+//! - `entry_files`: pack number -> length and hash of the file under
+//!   `INDEX/entries/` that holds a longer record ([`entryfile`]);
 //! - `meta_packs`: pack number -> nothing, for each pack holding metadata
 //!   chunks (so the few metadata entries can be found without reading
 //!   every pack's record);
@@ -23,15 +26,19 @@
 //! in-memory [`chunkmap`] (16 bytes a chunk, built from `entries` on the
 //! first lookup) names the candidate entries, and the full id in the
 //! record confirms one. The byte layout of the records is in [`record`].
+//!
+//! On disk: sled under `INDEX/sled/`, entry files under `INDEX/entries/`.
 #![deny(missing_docs)]
 
 mod chunkmap;
+mod entryfile;
 pub mod record;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, RwLock};
 
-use chunkmap::{prefix_of, ChunkMap, Slot};
+use chunkmap::{prefix_of, ChunkMap, MapFull, Slot};
+use entryfile::{EntryFiles, ReadError};
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +46,7 @@ use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
 
 /// Version of the index layout; a different one means rebuild.
-pub const INDEX_VERSION: u32 = 3;
+pub const INDEX_VERSION: u32 = 4;
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +58,20 @@ pub enum IndexError {
         path: PathBuf,
         /// sled's error (part of the message, so not exposed as a source).
         cause: sled::Error,
+    },
+    /// Reading or writing a file of the index failed.
+    #[error("index file {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The in-memory chunk map would name more than 2³² chunks.
+    #[error("index at {path}: more than 4,294,967,295 chunks to map in one run")]
+    MapFull {
+        /// The index directory.
+        path: PathBuf,
     },
     /// A record does not decode: the cache is damaged.
     #[error("index at {path} holds a damaged {what} record; run `cairn index rebuild`")]
@@ -99,15 +120,18 @@ pub struct Index {
     packs: sled::Tree,
     packno: sled::Tree,
     entries: sled::Tree,
+    entry_files: sled::Tree,
     meta_packs: sled::Tree,
     snapshots: sled::Tree,
     files: sled::Tree,
+    /// The records too long for sled.
+    entry_dir: EntryFiles,
     /// Built from `entries` on first use; `None` until then.
     map: RwLock<Option<ChunkMap>>,
     /// The metadata entries of the `meta_packs`, built on first use.
     meta_map: RwLock<Option<ChunkMap>>,
-    /// Recently read `entries` records (and `packno` values) by pack number.
-    recent: Mutex<HashMap<u32, CachedPack>>,
+    /// Recently read `entries` records (and `packno` values).
+    recent: Mutex<RecentPacks>,
     /// The next pack number, once read from `packno`.
     next_pack_no: Mutex<Option<u32>>,
 }
@@ -119,8 +143,48 @@ struct CachedPack {
     pack_id: Option<sled::IVec>,
 }
 
-/// Packs whose records [`Index`] keeps in memory (about 100 KiB each).
-const RECENT_PACKS: usize = 64;
+/// Bytes of pack records [`Index`] keeps in memory for lookups (a full
+/// data pack's record is about 700 KiB).
+const RECENT_BYTES: usize = 16 << 20;
+
+/// Recently read pack records by pack number, dropped oldest first once
+/// they exceed [`RECENT_BYTES`].
+#[derive(Default)]
+struct RecentPacks {
+    packs: HashMap<u32, CachedPack>,
+    order: VecDeque<u32>,
+    bytes: usize,
+}
+
+impl RecentPacks {
+    fn get(&self, no: u32) -> Option<&CachedPack> {
+        self.packs.get(&no)
+    }
+
+    fn insert(&mut self, no: u32, pack: CachedPack) {
+        self.remove(no);
+        let len = pack.entries.len();
+        while self.bytes + len > RECENT_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.remove(old);
+        }
+        self.bytes += len;
+        self.order.push_back(no);
+        self.packs.insert(no, pack);
+    }
+
+    fn remove(&mut self, no: u32) {
+        if let Some(old) = self.packs.remove(&no) {
+            self.bytes -= old.entries.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
 
 impl Index {
     /// Opens (creating if needed) the index at `path` for the store
@@ -131,8 +195,18 @@ impl Index {
             path: path.to_owned(),
             cause,
         };
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| IndexError::Io { path, source }
+        };
+        // Index versions up to 3 kept sled directly in `INDEX/`.
+        if path.join("conf").exists() {
+            std::fs::remove_dir_all(path).map_err(io(path))?;
+        }
+        let entry_dir =
+            EntryFiles::open(path.join("entries")).map_err(io(&path.join("entries")))?;
         let db = sled::Config::new()
-            .path(path)
+            .path(path.join("sled"))
             .cache_capacity(16 << 20)
             .flush_every_ms(None)
             .mode(sled::Mode::LowSpace)
@@ -144,13 +218,15 @@ impl Index {
             packs: tree("packs")?,
             packno: tree("packno")?,
             entries: tree("entries")?,
+            entry_files: tree("entry_files")?,
             meta_packs: tree("meta_packs")?,
             snapshots: tree("snapshots")?,
             files: tree("files")?,
+            entry_dir,
             path: path.to_owned(),
             map: RwLock::new(None),
             meta_map: RwLock::new(None),
-            recent: Mutex::new(HashMap::new()),
+            recent: Mutex::new(RecentPacks::default()),
             next_pack_no: Mutex::new(None),
             db,
         };
@@ -181,6 +257,16 @@ impl Index {
         }
     }
 
+    fn io(&self, (path, source): (PathBuf, std::io::Error)) -> IndexError {
+        IndexError::Io { path, source }
+    }
+
+    fn map_full(&self, _: MapFull) -> IndexError {
+        IndexError::MapFull {
+            path: self.path.clone(),
+        }
+    }
+
     fn damaged(&self, what: &'static str) -> IndexError {
         IndexError::Damaged {
             path: self.path.clone(),
@@ -203,12 +289,14 @@ impl Index {
             &self.packs,
             &self.packno,
             &self.entries,
+            &self.entry_files,
             &self.meta_packs,
             &self.snapshots,
             &self.files,
         ] {
             t.clear().map_err(|e| self.err(e))?;
         }
+        self.entry_dir.clear().map_err(|e| self.io(e))?;
         *self.map.write().expect("chunk map lock") = None;
         *self.meta_map.write().expect("chunk map lock") = None;
         self.recent.lock().expect("pack cache lock").clear();
@@ -229,7 +317,40 @@ impl Index {
 
     /// Writes everything to disk.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+        self.entry_dir.before_flush().map_err(|e| self.io(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        self.entry_dir.after_flush();
+        Ok(())
+    }
+
+    /// The `entries` record of pack number `no`, from sled or its file;
+    /// `None` if it has none.
+    fn entries_of(&self, no: u32) -> Result<Option<sled::IVec>> {
+        let key = record::encode_pack_no(no);
+        if let Some(v) = self.entries.get(key).map_err(|e| self.err(e))? {
+            return Ok(Some(v));
+        }
+        let Some(rec) = self.entry_files.get(key).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let rec = record::decode_entry_file(&rec).map_err(|what| self.damaged(what))?;
+        match self.entry_dir.read(no, &rec) {
+            Ok(bytes) => Ok(Some(bytes.into())),
+            Err(ReadError::Damaged) => Err(self.damaged("pack entries file")),
+            Err(ReadError::Io(path, source)) => Err(IndexError::Io { path, source }),
+        }
+    }
+
+    /// Every pack number with an `entries` record, in sled or in a file.
+    fn entry_pack_nos(&self) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for tree in [&self.entries, &self.entry_files] {
+            for k in tree.iter().keys() {
+                let k = k.map_err(|e| self.err(e))?;
+                out.push(record::decode_pack_no(&k).map_err(|what| self.damaged(what))?);
+            }
+        }
+        Ok(out)
     }
 
     /// Runs `f` on the chunk map, building it from `entries` first if
@@ -240,14 +361,16 @@ impl Index {
         }
         let mut guard = self.map.write().expect("chunk map lock");
         if guard.is_none() {
-            let mut slots = Vec::new();
-            for kv in self.entries.iter() {
-                let (k, v) = kv.map_err(|e| self.err(e))?;
-                let no = record::decode_pack_no(&k).map_err(|what| self.damaged(what))?;
-                slots.extend(slots_of(no, &v).map_err(|what| self.damaged(what))?);
-            }
+            // Pack by pack, so the map's merges are all the memory a build
+            // takes beyond one pack's record.
             let mut map = ChunkMap::default();
-            map.add(slots);
+            for no in self.entry_pack_nos()? {
+                let Some(v) = self.entries_of(no)? else {
+                    continue;
+                };
+                let slots = slots_of(no, &v).map_err(|what| self.damaged(what))?;
+                map.add(slots).map_err(|e| self.map_full(e))?;
+            }
             *guard = Some(map);
         }
         Ok(f(guard.as_ref().expect("just built")))
@@ -265,13 +388,13 @@ impl Index {
             for k in self.meta_packs.iter().keys() {
                 let k = k.map_err(|e| self.err(e))?;
                 let no = record::decode_pack_no(&k).map_err(|what| self.damaged(what))?;
-                let Some(v) = self.entries.get(k).map_err(|e| self.err(e))? else {
+                let Some(v) = self.entries_of(no)? else {
                     continue;
                 };
                 slots.extend(meta_slots_of(no, &v).map_err(|what| self.damaged(what))?);
             }
             let mut map = ChunkMap::default();
-            map.add(slots);
+            map.add(slots).map_err(|e| self.map_full(e))?;
             *guard = Some(map);
         }
         Ok(f(guard.as_ref().expect("just built")))
@@ -282,11 +405,11 @@ impl Index {
         // Held while sled is read, so a pack removed meanwhile cannot be
         // put back into the cache after `remove_pack` dropped it.
         let mut recent = self.recent.lock().expect("pack cache lock");
-        if let Some(c) = recent.get(&no) {
+        if let Some(c) = recent.get(no) {
             return Ok(Some(c.clone()));
         }
         let key = record::encode_pack_no(no);
-        let Some(entries) = self.entries.get(key).map_err(|e| self.err(e))? else {
+        let Some(entries) = self.entries_of(no)? else {
             return Ok(None);
         };
         let pack_id = self.packno.get(key).map_err(|e| self.err(e))?;
@@ -304,10 +427,6 @@ impl Index {
         };
         if !named {
             return Ok(None);
-        }
-        if recent.len() >= RECENT_PACKS {
-            let old = *recent.keys().next().expect("not empty");
-            recent.remove(&old);
         }
         let c = CachedPack { entries, pack_id };
         recent.insert(no, c.clone());
@@ -407,9 +526,16 @@ impl Index {
         let key = record::encode_pack_no(no);
         self.packno.insert(key, &pack.0).map_err(|e| self.err(e))?;
         let value = record::encode_entries(entries);
-        self.entries
-            .insert(key, value.as_slice())
-            .map_err(|e| self.err(e))?;
+        if value.len() > entryfile::INLINE_MAX {
+            let file = self.entry_dir.write(no, &value).map_err(|e| self.io(e))?;
+            self.entry_files
+                .insert(key, &record::encode_entry_file(&file)[..])
+                .map_err(|e| self.err(e))?;
+        } else {
+            self.entries
+                .insert(key, value.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
         let rec = record::encode_pack(&record::PackRecord {
             pack_no: no,
             pack_len,
@@ -419,15 +545,12 @@ impl Index {
             self.meta_packs.insert(key, &[]).map_err(|e| self.err(e))?;
         }
         self.packs.insert(pack.0, &rec).map_err(|e| self.err(e))?;
-        if let Some(map) = self.meta_map.write().expect("chunk map lock").as_mut() {
-            map.add(meta);
-        }
+        add_to(&self.meta_map, meta).map_err(|e| self.map_full(e))?;
         // After the record is in sled: a map being built now either read
         // it or is waited for here (and then gets the slots twice, which
         // costs nothing but 16 bytes each).
-        if let Some(map) = self.map.write().expect("chunk map lock").as_mut() {
-            map.add(slots_of(no, &value).map_err(|what| self.damaged(what))?);
-        }
+        let slots = slots_of(no, &value).map_err(|what| self.damaged(what))?;
+        add_to(&self.map, slots).map_err(|e| self.map_full(e))?;
         Ok(())
     }
 
@@ -469,9 +592,17 @@ impl Index {
             // records without the other.
             let mut recent = self.recent.lock().expect("pack cache lock");
             self.entries.remove(key).map_err(|e| self.err(e))?;
+            if self
+                .entry_files
+                .remove(key)
+                .map_err(|e| self.err(e))?
+                .is_some()
+            {
+                self.entry_dir.doom(no);
+            }
             self.packno.remove(key).map_err(|e| self.err(e))?;
             self.meta_packs.remove(key).map_err(|e| self.err(e))?;
-            recent.remove(&no);
+            recent.remove(no);
         }
         for map in [&self.map, &self.meta_map] {
             if let Some(map) = map.write().expect("chunk map lock").as_mut() {
@@ -489,11 +620,7 @@ impl Index {
         let no = record::decode_pack(&rec)
             .map_err(|what| self.damaged(what))?
             .pack_no;
-        let Some(v) = self
-            .entries
-            .get(record::encode_pack_no(no))
-            .map_err(|e| self.err(e))?
-        else {
+        let Some(v) = self.entries_of(no)? else {
             return Ok(Vec::new());
         };
         let n = record::entry_count(&v).map_err(|what| self.damaged(what))?;
@@ -520,11 +647,7 @@ impl Index {
     /// Number of distinct indexed chunks (counted by the first 8 bytes of
     /// their ids, so two chunks sharing those would count once).
     pub fn chunk_count(&self) -> Result<usize> {
-        let mut live = HashSet::new();
-        for k in self.entries.iter().keys() {
-            let k = k.map_err(|e| self.err(e))?;
-            live.insert(record::decode_pack_no(&k).map_err(|what| self.damaged(what))?);
-        }
+        let live: HashSet<u32> = self.entry_pack_nos()?.into_iter().collect();
         let mut prefixes: Vec<u64> = self.with_map(|m| {
             m.slots()
                 .filter(|s| live.contains(&s.pack_no))
@@ -577,6 +700,19 @@ impl Index {
         self.files.insert(hash, content).map_err(|e| self.err(e))?;
         Ok(())
     }
+}
+
+/// Adds `slots` to the map in `map` if it is built; a map that cannot take
+/// them is dropped (an incomplete map must never answer).
+fn add_to(map: &RwLock<Option<ChunkMap>>, slots: Vec<Slot>) -> std::result::Result<(), MapFull> {
+    let mut guard = map.write().expect("chunk map lock");
+    if let Some(m) = guard.as_mut() {
+        if let Err(e) = m.add(slots) {
+            *guard = None;
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// The map slots of an `entries` record of pack number `no`.
@@ -688,5 +824,99 @@ mod tests {
         let (idx, state) = Index::open(&path, [2; 16]).unwrap();
         assert_eq!(state, IndexState::NeedsRebuild);
         assert!(!idx.contains(&entry.id).unwrap());
+    }
+
+    /// A record longer than `INLINE_MAX` lives in a file checked against
+    /// its length and hash; a removed pack's file goes after the flush.
+    #[test]
+    fn long_records_live_in_checked_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let entries: Vec<PackEntry> = (0..2000u32)
+            .map(|i| PackEntry {
+                id: ChunkId::of(&i.to_le_bytes()),
+                kind: BlobKind::Data,
+                frame_offset: u64::from(i) * 100,
+                frame_len: 100,
+                offset: 0,
+                len: 4096,
+            })
+            .collect();
+        assert!(entries.len() * record::ENTRY_LEN > entryfile::INLINE_MAX);
+        let (big, small) = (PackId::of(b"big"), PackId::of(b"small"));
+        let file = {
+            let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+            idx.add_pack(small, 10, &entries[..3]).unwrap();
+            idx.add_pack(big, 200_000, &entries).unwrap();
+            idx.mark_complete().unwrap();
+            let files: Vec<_> = std::fs::read_dir(path.join("entries"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(files.len(), 1, "only the long record is a file");
+            files[0].clone()
+        };
+        {
+            let (idx, state) = Index::open(&path, [1; 16]).unwrap();
+            assert_eq!(state, IndexState::Ready);
+            let loc = idx.lookup(&entries[1999].id).unwrap().unwrap();
+            assert_eq!((loc.pack, loc.frame_offset), (big, 199_900));
+            assert_eq!(idx.chunks_in_pack(&big).unwrap().len(), 2000);
+            assert_eq!(idx.chunk_count().unwrap(), 2000);
+        }
+        let original = std::fs::read(&file).unwrap();
+        for damage in ["flip", "truncate", "remove"] {
+            match damage {
+                "flip" => {
+                    let mut b = original.clone();
+                    b[100] ^= 1;
+                    std::fs::write(&file, b).unwrap();
+                }
+                "truncate" => std::fs::write(&file, &original[..53]).unwrap(),
+                _ => std::fs::remove_file(&file).unwrap(),
+            }
+            let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+            let got = idx.lookup(&entries[1999].id);
+            assert!(
+                matches!(
+                    got,
+                    Err(IndexError::Damaged {
+                        what: "pack entries file",
+                        ..
+                    })
+                ),
+                "{damage}: {got:?}"
+            );
+        }
+        std::fs::write(&file, &original).unwrap();
+        let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+        idx.remove_pack(big).unwrap();
+        assert!(file.exists(), "kept until the removal is flushed");
+        idx.flush().unwrap();
+        assert!(!file.exists());
+        assert_eq!(idx.lookup(&entries[1999].id).unwrap(), None);
+        assert!(idx.contains(&entries[2].id).unwrap());
+        idx.add_pack(big, 200_000, &entries).unwrap();
+        idx.clear().unwrap();
+        assert_eq!(std::fs::read_dir(path.join("entries")).unwrap().count(), 0);
+    }
+
+    /// An index of the layout before version 4 (sled directly in the
+    /// index directory) is thrown away and rebuilt.
+    #[test]
+    fn old_layout_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        {
+            let db = sled::Config::new().path(&path).open().unwrap();
+            db.insert("x", "y").unwrap();
+            db.flush().unwrap();
+        }
+        assert!(path.join("conf").exists());
+        let (idx, state) = Index::open(&path, [1; 16]).unwrap();
+        assert_eq!(state, IndexState::NeedsRebuild);
+        assert!(!path.join("conf").exists());
+        assert!(path.join("sled").is_dir());
+        drop(idx);
     }
 }

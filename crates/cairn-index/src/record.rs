@@ -12,7 +12,8 @@
 //!
 //! | tree | key | value |
 //! | --- | --- | --- |
-//! | `entries` | pack number, u32 **BE** (4 bytes) | the pack's entries: n entry records of 53 bytes (below) |
+//! | `entries` | pack number, u32 **BE** (4 bytes) | the pack's entries: n entry records of 53 bytes (below), for records of at most 64 KiB |
+//! | `entry_files` | pack number, u32 **BE** (4 bytes) | entry file record, 40 bytes (below), for longer records, which live in `INDEX/entries/NNNNNNNN` |
 //! | `packs` | pack id, 32 bytes | pack record, 12 bytes (below) |
 //! | `packno` | pack number, u32 **BE** (4 bytes) | pack id, 32 bytes |
 //! | `snapshots` | snapshot id, i64 **BE** (8 bytes: ids from 1970 on sort by time; a negative id sorts after them all) | manifest bytes, as given |
@@ -31,6 +32,10 @@
 //!
 //! Pack record (12 bytes, integers LE): pack number u32 (bytes 0..4), pack
 //! length u64 (bytes 4..12).
+//!
+//! Entry file record (40 bytes): the file's length, u64 LE (bytes 0..8),
+//! and its blake3 hash (bytes 8..40). The file holds exactly what an
+//! `entries` value would.
 
 use cairn_format::pack::{BlobKind, PackEntry};
 use cairn_format::{ChunkId, PackId, SnapshotId};
@@ -121,6 +126,38 @@ pub fn decode_entry(bytes: &[u8], i: usize) -> Result<PackEntry, &'static str> {
         frame_len: u32_at(b, 41),
         offset: u32_at(b, 45),
         len: u32_at(b, 49),
+    })
+}
+
+/// Length of an encoded entry file record.
+pub const ENTRY_FILE_RECORD_LEN: usize = 40;
+
+/// The value of an `entry_files` record: what the entries file must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryFile {
+    /// Length of the file.
+    pub len: u64,
+    /// blake3 of the file.
+    pub hash: [u8; 32],
+}
+
+/// Encodes an entry file record.
+pub fn encode_entry_file(rec: &EntryFile) -> [u8; ENTRY_FILE_RECORD_LEN] {
+    let mut v = [0u8; ENTRY_FILE_RECORD_LEN];
+    v[..8].copy_from_slice(&rec.len.to_le_bytes());
+    v[8..].copy_from_slice(&rec.hash);
+    v
+}
+
+/// Decodes an entry file record: exactly 40 bytes, else
+/// `Err("pack entries file")`.
+pub fn decode_entry_file(bytes: &[u8]) -> Result<EntryFile, &'static str> {
+    if bytes.len() != ENTRY_FILE_RECORD_LEN {
+        return Err("pack entries file");
+    }
+    Ok(EntryFile {
+        len: u64_at(bytes, 0),
+        hash: bytes[8..].try_into().expect("32 bytes"),
     })
 }
 
@@ -235,5 +272,14 @@ mod tests {
             Ok(SnapshotId(-2))
         );
         assert_eq!(decode_snapshot_key(&[0; 7]), Err("snapshot"));
+        let file = EntryFile {
+            len: 0x0102_0304_0506_0708,
+            hash: [0xCD; 32],
+        };
+        let bytes = encode_entry_file(&file);
+        assert_eq!(bytes[..8], [8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(bytes[8..], [0xCD; 32]);
+        assert_eq!(decode_entry_file(&bytes), Ok(file));
+        assert_eq!(decode_entry_file(&bytes[1..]), Err("pack entries file"));
     }
 }
