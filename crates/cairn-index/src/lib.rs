@@ -145,7 +145,7 @@ struct CachedPack {
 
 /// Bytes of pack records [`Index`] keeps in memory for lookups (a full
 /// data pack's record is about 700 KiB).
-const RECENT_BYTES: usize = 16 << 20;
+const RECENT_BYTES: usize = 8 << 20;
 
 /// Recently read pack records by pack number, dropped oldest first once
 /// they exceed [`RECENT_BYTES`].

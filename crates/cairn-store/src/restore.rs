@@ -378,8 +378,9 @@ fn restore_file(
     result
 }
 
-/// Raw bytes of a file restored from a local store per parallel step.
-const RESTORE_WINDOW: usize = 8 << 20;
+/// Raw bytes of a file restored from a local store per parallel step (two
+/// such buffers per file being restored).
+const RESTORE_WINDOW: usize = 4 << 20;
 
 /// Chunks one task of a parallel step reads at least (neighbours share a
 /// frame, which a task decodes once).
@@ -468,7 +469,10 @@ pub(crate) fn stage_file(
         // The next window is read while the one before is hashed and
         // written.
         let fill = |window: &[(ChunkId, usize)], buf: &mut Vec<u8>| -> Result<()> {
-            let filled = window.iter().map(|(_, len)| len).sum();
+            let filled: usize = window.iter().map(|(_, len)| len).sum();
+            // Exactly: a window is a little over RESTORE_WINDOW, and an
+            // amortised doubling would reserve twice that per buffer.
+            buf.reserve_exact(filled.saturating_sub(buf.len()));
             buf.resize(filled, 0);
             let mut parts = Vec::with_capacity(window.len());
             let mut rest = &mut buf[..];
