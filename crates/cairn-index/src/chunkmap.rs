@@ -27,7 +27,7 @@
 //! 29 MiB of keys.
 //!
 //! In front of the runs sits a one-bit-per-bucket filter over the ids'
-//! leading bits, at least 16 buckets per key: an id whose bucket is empty
+//! leading bits, 16 to 32 buckets per key (2–4 bytes): an id whose bucket is empty
 //! (most ids a first snapshot looks up) is known absent after one memory
 //! read instead of a binary search per run (which was a tenth of a first
 //! snapshot's CPU time).
@@ -167,6 +167,7 @@ fn merge(a: Run, b: Run) -> Run {
     let (mut x, mut y) = (a.next(), b.next());
     let mut blocks = Vec::with_capacity(len.div_ceil(BLOCK));
     let mut block = Vec::with_capacity(BLOCK.min(len));
+    let mut done = 0;
     loop {
         let k = match (x, y) {
             (Some(p), Some(q)) if p <= q => {
@@ -185,10 +186,9 @@ fn merge(a: Run, b: Run) -> Run {
         };
         block.push(k);
         if block.len() == BLOCK {
-            blocks.push(std::mem::replace(
-                &mut block,
-                Vec::with_capacity(BLOCK.min(len)),
-            ));
+            done += BLOCK;
+            let next = Vec::with_capacity(BLOCK.min(len - done));
+            blocks.push(std::mem::replace(&mut block, next));
         }
     }
     if !block.is_empty() {
@@ -262,25 +262,30 @@ impl ChunkMap {
         }
         slots.sort_unstable_by_key(|s| (s.pack_no, s.entry));
         let mut keys = Vec::with_capacity(slots.len());
+        let mut batches = Vec::new();
+        let mut next = self.next_ordinal;
         for group in slots.chunk_by(|a, b| a.pack_no == b.pack_no) {
             let last = group.last().expect("groups are not empty");
-            let first = self.next_ordinal;
-            self.next_ordinal = first
+            let first = next;
+            next = first
                 .checked_add(last.entry)
                 .and_then(|o| o.checked_add(1))
                 .ok_or(MapFull)?;
-            self.batches.push((first, last.pack_no));
+            batches.push((first, last.pack_no));
             keys.extend(group.iter().map(|s| Key {
                 ordinal: first + s.entry,
                 ..Key::first_of(s.prefix)
             }));
         }
         drop(slots);
+        // Nothing changed before this point, so a full map is left as it was.
+        self.next_ordinal = next;
+        self.batches.extend(batches);
         keys.sort_unstable();
         self.keys += keys.len();
         if self.filter.buckets() < self.keys * FILTER_BUCKETS_PER_KEY {
-            // Grown by powers of two, so rebuilding it costs O(1) a key.
-            self.filter = Filter::for_keys(self.keys * 2);
+            // Doubled each time, so rebuilding it costs O(1) a key.
+            self.filter = Filter::for_keys(self.keys);
             for k in self.runs.iter().flat_map(Run::iter) {
                 self.filter.insert(k.prefix());
             }

@@ -8,16 +8,18 @@
 //! (`entry_files` tree, [`record::encode_entry_file`]); a read checks both,
 //! so a torn or garbled file is reported as damage, never trusted.
 //!
-//! Order of writes: the file is written and fsynced before its sled record,
-//! and the directory is fsynced before sled is flushed, so a durable record
-//! always names a durable file. A removed pack's file is deleted only after
-//! the flush that made the removal durable; a crash in between leaves an
-//! orphan file, which nothing names and the next clear sweeps.
+//! Order of writes: the file and its directory are fsynced before its sled
+//! record is written (sled may make a record durable before any flush), so
+//! a durable record always names a durable file. A removed pack's file is
+//! deleted only after the flush that made the removal durable (the removals
+//! a flush covers are taken before it starts); a crash in between leaves an
+//! orphan file, which nothing names and the next clear sweeps. Pack numbers
+//! are never reused ([`Index`](crate::Index) keeps the next one in `meta`),
+//! so a file is only ever written for a number no record names yet.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use cairn_format::ChunkId;
@@ -40,8 +42,6 @@ pub enum ReadError {
 /// The directory of entry files.
 pub struct EntryFiles {
     dir: PathBuf,
-    /// A file was created since the directory was last fsynced.
-    unsynced: AtomicBool,
     /// Pack numbers whose files go once the next flush is durable.
     doomed: Mutex<Vec<u32>>,
 }
@@ -52,7 +52,6 @@ impl EntryFiles {
         fs::create_dir_all(&dir)?;
         Ok(Self {
             dir,
-            unsynced: AtomicBool::new(false),
             doomed: Mutex::new(Vec::new()),
         })
     }
@@ -62,15 +61,9 @@ impl EntryFiles {
         self.dir.join(format!("{no:08x}"))
     }
 
-    /// Writes and fsyncs the record of pack number `no`; returns what sled
-    /// keeps of it.
+    /// Writes and fsyncs the record of pack number `no` (and the
+    /// directory); returns what sled keeps of it.
     pub fn write(&self, no: u32, bytes: &[u8]) -> Result<EntryFile, (PathBuf, io::Error)> {
-        // A number freed by a removal and taken again: its old file must
-        // not be deleted after this write.
-        self.doomed
-            .lock()
-            .expect("doomed lock")
-            .retain(|&d| d != no);
         let path = self.path_of(no);
         let write = || -> io::Result<()> {
             let mut f = fs::File::create(&path)?;
@@ -78,7 +71,9 @@ impl EntryFiles {
             f.sync_data()
         };
         write().map_err(|e| (path.clone(), e))?;
-        self.unsynced.store(true, Ordering::Release);
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| (self.dir.clone(), e))?;
         Ok(EntryFile {
             len: bytes.len() as u64,
             hash: ChunkId::of(bytes).0,
@@ -88,8 +83,19 @@ impl EntryFiles {
     /// Reads the record of pack number `no`, checked against `rec`.
     pub fn read(&self, no: u32, rec: &EntryFile) -> Result<Vec<u8>, ReadError> {
         let path = self.path_of(no);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let read = || -> io::Result<Option<Vec<u8>>> {
+            let mut f = fs::File::open(&path)?;
+            // The length first, so a garbled file is never read whole.
+            if f.metadata()?.len() != rec.len {
+                return Ok(None);
+            }
+            let mut bytes = Vec::with_capacity(rec.len as usize);
+            f.read_to_end(&mut bytes)?;
+            Ok(Some(bytes))
+        };
+        let bytes = match read() {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(ReadError::Damaged),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadError::Damaged),
             Err(e) => return Err(ReadError::Io(path, e)),
         };
@@ -104,27 +110,25 @@ impl EntryFiles {
         self.doomed.lock().expect("doomed lock").push(no);
     }
 
-    /// Before sled flushes: makes created files' names durable.
-    pub fn before_flush(&self) -> Result<(), (PathBuf, io::Error)> {
-        if self.unsynced.swap(false, Ordering::AcqRel) {
-            if let Err(e) = fs::File::open(&self.dir).and_then(|d| d.sync_all()) {
-                self.unsynced.store(true, Ordering::Release);
-                return Err((self.dir.clone(), e));
-            }
-        }
-        Ok(())
+    /// Before sled flushes: the removals that flush will make durable.
+    pub fn take_doomed(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.doomed.lock().expect("doomed lock"))
     }
 
-    /// After sled flushed: deletes the files of removed packs (best
-    /// effort: one left behind is an orphan nothing names).
-    pub fn after_flush(&self) {
-        let doomed = std::mem::take(&mut *self.doomed.lock().expect("doomed lock"));
+    /// The flush failed: `doomed` waits for the next one.
+    pub fn doom_again(&self, doomed: Vec<u32>) {
+        self.doomed.lock().expect("doomed lock").extend(doomed);
+    }
+
+    /// After sled flushed: deletes the files of `doomed` (best effort: one
+    /// left behind is an orphan nothing names).
+    pub fn remove(&self, doomed: Vec<u32>) {
         for no in doomed {
             let _ = fs::remove_file(self.path_of(no));
         }
     }
 
-    /// Deletes every file (the index is being cleared).
+    /// Deletes every file (the index has been cleared durably).
     pub fn clear(&self) -> Result<(), (PathBuf, io::Error)> {
         self.doomed.lock().expect("doomed lock").clear();
         let entries = fs::read_dir(&self.dir).map_err(|e| (self.dir.clone(), e))?;

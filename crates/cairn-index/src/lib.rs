@@ -23,8 +23,8 @@
 //! - `files`: whole-file blake3 -> encoded file content (whole-file dedup).
 //!
 //! Chunk id -> location is answered through the `entries` records: an
-//! in-memory [`chunkmap`] (16 bytes a chunk, built from `entries` on the
-//! first lookup) names the candidate entries, and the full id in the
+//! in-memory [`chunkmap`] (12 bytes a chunk and a filter of 2–4, built
+//! from the records on the first lookup) names the candidate entries, and the full id in the
 //! record confirms one. The byte layout of the records is in [`record`].
 //!
 //! On disk: sled under `INDEX/sled/`, entry files under `INDEX/entries/`.
@@ -136,11 +136,11 @@ pub struct Index {
     next_pack_no: Mutex<Option<u32>>,
 }
 
-/// A pack's `entries` record and `packno` value, as read from sled.
+/// A pack's `entries` record and `packno` value.
 #[derive(Clone)]
 struct CachedPack {
     entries: sled::IVec,
-    pack_id: Option<sled::IVec>,
+    pack_id: sled::IVec,
 }
 
 /// Bytes of pack records [`Index`] keeps in memory for lookups (a full
@@ -199,9 +199,23 @@ impl Index {
             let path = path.to_owned();
             move |source| IndexError::Io { path, source }
         };
-        // Index versions up to 3 kept sled directly in `INDEX/`.
+        // Index versions up to 3 kept sled directly in `INDEX/`: all of it
+        // goes (`conf`, by which it is known, last).
         if path.join("conf").exists() {
-            std::fs::remove_dir_all(path).map_err(io(path))?;
+            for entry in std::fs::read_dir(path).map_err(io(path))? {
+                let p = entry.map_err(io(path))?.path();
+                let name = p.file_name().unwrap_or_default();
+                if name == "sled" || name == "entries" || name == "conf" {
+                    continue;
+                }
+                let removed = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                removed.map_err(io(&p))?;
+            }
+            std::fs::remove_file(path.join("conf")).map_err(io(&path.join("conf")))?;
         }
         let entry_dir =
             EntryFiles::open(path.join("entries")).map_err(io(&path.join("entries")))?;
@@ -296,6 +310,8 @@ impl Index {
         ] {
             t.clear().map_err(|e| self.err(e))?;
         }
+        // Only once no durable record names them do the files go.
+        self.db.flush().map_err(|e| self.err(e))?;
         self.entry_dir.clear().map_err(|e| self.io(e))?;
         *self.map.write().expect("chunk map lock") = None;
         *self.meta_map.write().expect("chunk map lock") = None;
@@ -317,9 +333,13 @@ impl Index {
 
     /// Writes everything to disk.
     pub fn flush(&self) -> Result<()> {
-        self.entry_dir.before_flush().map_err(|e| self.io(e))?;
-        self.db.flush().map_err(|e| self.err(e))?;
-        self.entry_dir.after_flush();
+        // Only the files of removals this flush makes durable.
+        let doomed = self.entry_dir.take_doomed();
+        if let Err(e) = self.db.flush() {
+            self.entry_dir.doom_again(doomed);
+            return Err(self.err(e));
+        }
+        self.entry_dir.remove(doomed);
         Ok(())
     }
 
@@ -333,12 +353,34 @@ impl Index {
         let Some(rec) = self.entry_files.get(key).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        let rec = record::decode_entry_file(&rec).map_err(|what| self.damaged(what))?;
-        match self.entry_dir.read(no, &rec) {
+        let file = record::decode_entry_file(&rec).map_err(|what| self.damaged(what))?;
+        match self.entry_dir.read(no, &file) {
             Ok(bytes) => Ok(Some(bytes.into())),
+            // A pack removed (and its file deleted) since the record was
+            // read is simply gone; otherwise the file is damaged.
+            Err(_) if self.entry_files.get(key).map_err(|e| self.err(e))? != Some(rec) => Ok(None),
             Err(ReadError::Damaged) => Err(self.damaged("pack entries file")),
             Err(ReadError::Io(path, source)) => Err(IndexError::Io { path, source }),
         }
+    }
+
+    /// The pack id of pack number `no` if that pack is indexed: its
+    /// `packno` record names a pack whose `packs` record carries `no`. An
+    /// `entries` record left behind by an interrupted add or removal (a
+    /// crash before the flush) has none, and must never make a chunk look
+    /// present.
+    fn named(&self, no: u32) -> Result<Option<sled::IVec>> {
+        let key = record::encode_pack_no(no);
+        let Some(id) = self.packno.get(key).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let carries = self
+            .packs
+            .get(&id)
+            .map_err(|e| self.err(e))?
+            .and_then(|rec| record::decode_pack(&rec).ok())
+            .is_some_and(|rec| rec.pack_no == no);
+        Ok(carries.then_some(id))
     }
 
     /// Every pack number with an `entries` record, in sled or in a file.
@@ -408,26 +450,12 @@ impl Index {
         if let Some(c) = recent.get(no) {
             return Ok(Some(c.clone()));
         }
-        let key = record::encode_pack_no(no);
+        let Some(pack_id) = self.named(no)? else {
+            return Ok(None);
+        };
         let Some(entries) = self.entries_of(no)? else {
             return Ok(None);
         };
-        let pack_id = self.packno.get(key).map_err(|e| self.err(e))?;
-        // Only a pack whose `packs` record names this number is indexed: an
-        // `entries` record left behind by an interrupted add or removal
-        // (a crash before the flush) must never make a chunk look present.
-        let named = match &pack_id {
-            Some(id) => self
-                .packs
-                .get(id)
-                .map_err(|e| self.err(e))?
-                .and_then(|rec| record::decode_pack(&rec).ok())
-                .is_some_and(|rec| rec.pack_no == no),
-            None => false,
-        };
-        if !named {
-            return Ok(None);
-        }
         let c = CachedPack { entries, pack_id };
         recent.insert(no, c.clone());
         Ok(Some(c))
@@ -477,10 +505,7 @@ impl Index {
 
     /// The location recorded at `slot`, whose pack's records are `pack`.
     fn location(&self, slot: Slot, pack: CachedPack) -> Result<Option<ChunkLocation>> {
-        let Some(pack_id) = pack.pack_id else {
-            return Err(self.damaged("pack number"));
-        };
-        let pack_id = record::decode_pack_id(&pack_id).map_err(|what| self.damaged(what))?;
+        let pack_id = record::decode_pack_id(&pack.pack_id).map_err(|what| self.damaged(what))?;
         let e = record::decode_entry(&pack.entries, slot.entry as usize)
             .map_err(|what| self.damaged(what))?;
         Ok(Some(ChunkLocation {
@@ -545,12 +570,17 @@ impl Index {
             self.meta_packs.insert(key, &[]).map_err(|e| self.err(e))?;
         }
         self.packs.insert(pack.0, &rec).map_err(|e| self.err(e))?;
-        add_to(&self.meta_map, meta).map_err(|e| self.map_full(e))?;
+        let meta_added = add_to(&self.meta_map, meta);
         // After the record is in sled: a map being built now either read
         // it or is waited for here (and then gets the slots twice, which
-        // costs nothing but 16 bytes each).
+        // costs nothing but 12 bytes each).
         let slots = slots_of(no, &value).map_err(|what| self.damaged(what))?;
-        add_to(&self.map, slots).map_err(|e| self.map_full(e))?;
+        if let Err(e) = meta_added.and(add_to(&self.map, slots)) {
+            // Neither map may answer without this pack's slots.
+            *self.meta_map.write().expect("chunk map lock") = None;
+            *self.map.write().expect("chunk map lock") = None;
+            return Err(self.map_full(e));
+        }
         Ok(())
     }
 
@@ -558,23 +588,55 @@ impl Index {
     /// `packno` (numbers are not taken from sled's id generator, which
     /// jumps by two million at every open and would wrap a u32 within a
     /// few thousand opens).
+    ///
+    /// Numbers only grow, across runs too (`meta` keeps the next one), so
+    /// a removed pack's number, its entry file or its slots in a built map
+    /// are never mistaken for a later pack's.
     fn new_pack_no(&self) -> Result<u32> {
         let mut next = self.next_pack_no.lock().expect("pack number lock");
-        let no = match *next {
-            Some(no) => no,
-            None => match self.packno.last().map_err(|e| self.err(e))? {
-                Some((k, _)) => record::decode_pack_no(&k)
-                    .map_err(|what| self.damaged(what))?
-                    .checked_add(1)
-                    .ok_or_else(|| self.damaged("pack number"))?,
-                None => 0,
-            },
-        };
-        *next = Some(
-            no.checked_add(1)
-                .ok_or_else(|| self.damaged("pack number"))?,
-        );
+        let no = self.next_no(&next)?;
+        self.keep_next(&mut next, no)?;
         Ok(no)
+    }
+
+    /// The next unused pack number, given the cached one.
+    fn next_no(&self, next: &Option<u32>) -> Result<u32> {
+        Ok(match *next {
+            Some(no) => no,
+            None => {
+                let past_last = match self.packno.last().map_err(|e| self.err(e))? {
+                    Some((k, _)) => record::decode_pack_no(&k)
+                        .map_err(|what| self.damaged(what))?
+                        .checked_add(1)
+                        .ok_or_else(|| self.damaged("pack number"))?,
+                    None => 0,
+                };
+                let kept = match self.meta_get("next_pack_no")? {
+                    Some(v) => u32::from_le_bytes(
+                        v.as_slice()
+                            .try_into()
+                            .map_err(|_| self.damaged("pack number"))?,
+                    ),
+                    None => 0,
+                };
+                past_last.max(kept)
+            }
+        })
+    }
+
+    /// Records that numbers up to `used` are taken.
+    fn keep_next(&self, next: &mut Option<u32>, used: u32) -> Result<()> {
+        let after = used
+            .checked_add(1)
+            .ok_or_else(|| self.damaged("pack number"))?;
+        if next.is_some_and(|n| n > after) {
+            return Ok(());
+        }
+        self.meta
+            .insert("next_pack_no", &after.to_le_bytes())
+            .map_err(|e| self.err(e))?;
+        *next = Some(after);
+        Ok(())
     }
 
     /// Forgets a pack and its entries. A chunk that other packs also hold
@@ -586,6 +648,13 @@ impl Index {
         let no = record::decode_pack(&rec)
             .map_err(|what| self.damaged(what))?
             .pack_no;
+        {
+            // The number stays taken (an index of an older build may not
+            // have kept the next one).
+            let mut next = self.next_pack_no.lock().expect("pack number lock");
+            let at_least = self.next_no(&next)?;
+            self.keep_next(&mut next, at_least.saturating_sub(1).max(no))?;
+        }
         let key = record::encode_pack_no(no);
         {
             // Under the cache's lock, so no lookup reads one of the two
@@ -899,6 +968,60 @@ mod tests {
         idx.add_pack(big, 200_000, &entries).unwrap();
         idx.clear().unwrap();
         assert_eq!(std::fs::read_dir(path.join("entries")).unwrap().count(), 0);
+    }
+
+    /// Pack numbers are never reused, within a run (where a built map
+    /// still skips a removed pack's number) or across runs (where the
+    /// removed pack's entry file may be deleted only later).
+    #[test]
+    fn pack_numbers_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let entry = |n: u32| PackEntry {
+            id: ChunkId::of(&n.to_le_bytes()),
+            kind: BlobKind::Data,
+            frame_offset: 16,
+            frame_len: 40,
+            offset: 0,
+            len: 1,
+        };
+        let (a, b, c, d) = (
+            PackId::of(b"a"),
+            PackId::of(b"b"),
+            PackId::of(b"c"),
+            PackId::of(b"d"),
+        );
+        let no_of = |idx: &Index, p: PackId| {
+            record::decode_pack(&idx.packs.get(p.0).unwrap().unwrap())
+                .unwrap()
+                .pack_no
+        };
+        {
+            let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+            idx.add_pack(a, 10, &[entry(0)]).unwrap();
+            idx.add_pack(b, 10, &[entry(1)]).unwrap();
+            idx.mark_complete().unwrap();
+        }
+        let c_no = {
+            let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+            let b_no = no_of(&idx, b);
+            assert!(idx.contains(&entry(0).id).unwrap(), "builds the map");
+            // b is the highest pack: its number must not come back.
+            idx.remove_pack(b).unwrap();
+            idx.add_pack(c, 10, &[entry(2)]).unwrap();
+            let c_no = no_of(&idx, c);
+            assert!(c_no > b_no, "{c_no} after {b_no}");
+            assert!(idx.contains(&entry(2).id).unwrap());
+            assert!(!idx.contains(&entry(1).id).unwrap());
+            idx.remove_pack(c).unwrap();
+            idx.flush().unwrap();
+            c_no
+        };
+        let (idx, _) = Index::open(&path, [1; 16]).unwrap();
+        idx.add_pack(d, 10, &[entry(3)]).unwrap();
+        assert!(no_of(&idx, d) > c_no, "after the removed highest pack");
+        assert!(idx.contains(&entry(3).id).unwrap());
+        assert!(!idx.contains(&entry(2).id).unwrap());
     }
 
     /// An index of the layout before version 4 (sled directly in the
