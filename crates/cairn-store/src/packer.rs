@@ -9,7 +9,11 @@
 //! while the next pack fills (it took a quarter of a first snapshot's
 //! wall time when it ran in line); the rename and the indexing follow
 //! once it is done, in pack order, and the run's own chunks stay
-//! deduplicated meanwhile through the set of claimed ids.
+//! deduplicated meanwhile through the set of claimed ids. While a local
+//! pack fills, every [`EARLY_SYNC_EVERY`] bytes an fdatasync of what it
+//! holds so far starts on a thread too, so the disk writes the pack while
+//! the run computes instead of all at the seal (the kernel would otherwise
+//! hold it all dirty until the fsync).
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
@@ -30,6 +34,51 @@ struct OpenPack {
     builder: PackBuilder<BufWriter<File>>,
     temp: PathBuf,
     ids: Vec<ChunkId>,
+    /// The pack file again, for early syncs (local stores only).
+    early: Option<EarlySync>,
+}
+
+/// Early writeback of a local pack as it fills.
+struct EarlySync {
+    file: File,
+    /// Pack length at the last early sync started.
+    started_at: u64,
+    running: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Bytes of a filling local pack after which an early sync starts.
+const EARLY_SYNC_EVERY: u64 = 8 << 20;
+
+impl EarlySync {
+    /// Waits for the running sync, if any. Its error must not be lost: a
+    /// failed fsync may leave pages marked clean that never reached disk.
+    fn wait(&mut self) -> std::io::Result<()> {
+        match self.running.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts a sync of what the pack holds at `len`, once the last one is
+    /// done and [`EARLY_SYNC_EVERY`] more bytes came.
+    fn maybe_start(&mut self, len: u64) -> std::io::Result<()> {
+        if len < self.started_at + EARLY_SYNC_EVERY
+            || self.running.as_ref().is_some_and(|h| !h.is_finished())
+        {
+            return Ok(());
+        }
+        self.wait()?;
+        let file = self.file.try_clone()?;
+        self.running = Some(
+            std::thread::Builder::new()
+                .name("cairn-pack-sync".into())
+                .spawn(move || file.sync_data())?,
+        );
+        self.started_at = len;
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -267,6 +316,14 @@ impl<'s> ChunkSink<'s> {
     ) -> Result<()> {
         if slot.is_none() {
             let (f, temp) = atomic::create_temp(&self.store.tmp_dir(), "pack")?;
+            let early = match self.store.files().remote() {
+                Some(_) => None,
+                None => Some(EarlySync {
+                    file: f.try_clone().at(&temp)?,
+                    started_at: 0,
+                    running: None,
+                }),
+            };
             // A small buffer: frames (tens of KiB) bypass it and go to the
             // file without a copy; the trailer's small writes gather in it.
             let builder = PackBuilder::new(BufWriter::with_capacity(8 << 10, f)).at(&temp)?;
@@ -274,11 +331,15 @@ impl<'s> ChunkSink<'s> {
                 builder,
                 temp,
                 ids: Vec::new(),
+                early,
             });
         }
         let open = slot.as_mut().expect("just opened");
         open.builder.add_frame(frame, chunks).at(&open.temp)?;
         open.ids.extend(chunks.iter().map(|c| c.0));
+        if let Some(early) = open.early.as_mut() {
+            early.maybe_start(open.builder.len()).at(&open.temp)?;
+        }
         if open.builder.len() >= self.store.config().pack_target {
             self.seal(slot.take().expect("open"))?;
         }
@@ -295,9 +356,15 @@ impl<'s> ChunkSink<'s> {
             return self.sealed_pack(id, &trailer, len, placed, &open.ids);
         }
         let (id, trailer, len, f) = finish_pack(open.builder, &open.temp)?;
+        let mut early = open.early;
         let sync = std::thread::Builder::new()
             .name("cairn-pack-sync".into())
-            .spawn(move || f.sync_all())
+            .spawn(move || {
+                if let Some(early) = early.as_mut() {
+                    early.wait()?;
+                }
+                f.sync_all()
+            })
             .at(&open.temp)?;
         self.syncing
             .lock()
