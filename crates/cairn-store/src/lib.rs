@@ -34,6 +34,7 @@ pub mod stats;
 mod store;
 mod tree;
 mod walk;
+mod writeback;
 
 pub use error::{Result, StoreError};
 pub use files::StoreFiles;

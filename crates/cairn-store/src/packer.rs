@@ -10,10 +10,8 @@
 //! wall time when it ran in line); the rename and the indexing follow
 //! once it is done, in pack order, and the run's own chunks stay
 //! deduplicated meanwhile through the set of claimed ids. While a local
-//! pack fills, every [`EARLY_SYNC_EVERY`] bytes an fdatasync of what it
-//! holds so far starts on a thread too, so the disk writes the pack while
-//! the run computes instead of all at the seal (the kernel would otherwise
-//! hold it all dirty until the fsync).
+//! pack fills, its bytes are written back early ([`Writeback`]), so the
+//! disk writes the pack while the run computes instead of all at the seal.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
@@ -29,56 +27,14 @@ use crate::atomic;
 use crate::error::{FormatContext, IoContext, Result};
 use crate::files::StoreFiles;
 use crate::store::Store;
+use crate::writeback::Writeback;
 
 struct OpenPack {
     builder: PackBuilder<BufWriter<File>>,
     temp: PathBuf,
     ids: Vec<ChunkId>,
-    /// The pack file again, for early syncs (local stores only).
-    early: Option<EarlySync>,
-}
-
-/// Early writeback of a local pack as it fills.
-struct EarlySync {
-    file: File,
-    /// Pack length at the last early sync started.
-    started_at: u64,
-    running: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-/// Bytes of a filling local pack after which an early sync starts.
-const EARLY_SYNC_EVERY: u64 = 8 << 20;
-
-impl EarlySync {
-    /// Waits for the running sync, if any. Its error must not be lost: a
-    /// failed fsync may leave pages marked clean that never reached disk.
-    fn wait(&mut self) -> std::io::Result<()> {
-        match self.running.take() {
-            Some(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked"))),
-            None => Ok(()),
-        }
-    }
-
-    /// Starts a sync of what the pack holds at `len`, once the last one is
-    /// done and [`EARLY_SYNC_EVERY`] more bytes came.
-    fn maybe_start(&mut self, len: u64) -> std::io::Result<()> {
-        if len < self.started_at + EARLY_SYNC_EVERY
-            || self.running.as_ref().is_some_and(|h| !h.is_finished())
-        {
-            return Ok(());
-        }
-        self.wait()?;
-        let file = self.file.try_clone()?;
-        self.running = Some(
-            std::thread::Builder::new()
-                .name("cairn-pack-sync".into())
-                .spawn(move || file.sync_data())?,
-        );
-        self.started_at = len;
-        Ok(())
-    }
+    /// Early writeback of the pack file (local stores only).
+    early: Option<Writeback>,
 }
 
 #[derive(Default)]
@@ -318,11 +274,7 @@ impl<'s> ChunkSink<'s> {
             let (f, temp) = atomic::create_temp(&self.store.tmp_dir(), "pack")?;
             let early = match self.store.files().remote() {
                 Some(_) => None,
-                None => Some(EarlySync {
-                    file: f.try_clone().at(&temp)?,
-                    started_at: 0,
-                    running: None,
-                }),
+                None => Some(Writeback::new(f.try_clone().at(&temp)?)),
             };
             // A small buffer: frames (tens of KiB) bypass it and go to the
             // file without a copy; the trailer's small writes gather in it.

@@ -26,6 +26,7 @@ use crate::reader::{ChunkReader, FrameCache};
 use crate::snapshot::Progress;
 use crate::store::Store;
 use crate::tree::{for_each_chunk, load_tree};
+use crate::writeback::Writeback;
 
 /// What to restore where.
 #[derive(Clone, Debug)]
@@ -412,6 +413,12 @@ pub(crate) fn stage_file(
         .open(temp)
         .at(temp)?;
     let mut out = BufWriter::with_capacity(1 << 20, &file);
+    // A durable restore writes a file back as it goes, so its fsync at the
+    // end does not write it all while the restore waits.
+    let mut writeback = match durability {
+        Durability::Synced => Some(Writeback::new(file.try_clone().at(temp)?)),
+        Durability::Unsynced => None,
+    };
     let mut hasher = blake3::Hasher::new();
     let mut written = 0u64;
     let ctx = || f.rel.display().to_string();
@@ -501,7 +508,11 @@ pub(crate) fn stage_file(
             hasher.update_rayon(buf);
             written += buf.len() as u64;
             progress.bytes(buf.len() as u64);
-            out.write_all(buf).at(temp)
+            out.write_all(buf).at(temp)?;
+            match writeback.as_mut() {
+                Some(w) => w.maybe_start(written).at(temp),
+                None => Ok(()),
+            }
         };
         let (mut filling, mut ready) = (Vec::new(), Vec::new());
         let mut window: Vec<(ChunkId, usize)> = Vec::new();
@@ -539,6 +550,9 @@ pub(crate) fn stage_file(
     file.set_permissions(fs::Permissions::from_mode(mode))
         .at(temp)?;
     set_mtime(&file, &f.meta).at(temp)?;
+    if let Some(mut w) = writeback {
+        w.wait().at(temp)?;
+    }
     if durability == Durability::Synced {
         file.sync_all().at(temp)?;
     }

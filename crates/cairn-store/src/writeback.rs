@@ -1,0 +1,63 @@
+//! Early writeback of a file being written: an fdatasync of what it holds
+//! so far, started on a thread every [`EARLY_SYNC_EVERY`] bytes.
+//!
+//! Without it the kernel keeps a file's pages dirty until the final fsync,
+//! which then writes everything while the caller waits; with it the disk
+//! writes while the caller computes, and the final fsync has little left.
+//! Used for packs as they fill and for files a durable restore writes.
+
+use std::fs::File;
+use std::io;
+use std::thread::JoinHandle;
+
+/// Bytes written after which the next early sync starts.
+pub(crate) const EARLY_SYNC_EVERY: u64 = 8 << 20;
+
+/// Early syncs of one file, at most one running at a time.
+pub(crate) struct Writeback {
+    file: File,
+    /// Length of the file when the last sync started.
+    started_at: u64,
+    running: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Writeback {
+    /// For `file` (a second handle of the file being written).
+    pub fn new(file: File) -> Self {
+        Self {
+            file,
+            started_at: 0,
+            running: None,
+        }
+    }
+
+    /// Waits for the running sync, if any. Its error must not be lost: a
+    /// failed fsync may leave pages marked clean that never reached disk.
+    pub fn wait(&mut self) -> io::Result<()> {
+        match self.running.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts a sync of what the file holds at `len`, once the last one is
+    /// done and [`EARLY_SYNC_EVERY`] more bytes came.
+    pub fn maybe_start(&mut self, len: u64) -> io::Result<()> {
+        if len < self.started_at + EARLY_SYNC_EVERY
+            || self.running.as_ref().is_some_and(|h| !h.is_finished())
+        {
+            return Ok(());
+        }
+        self.wait()?;
+        let file = self.file.try_clone()?;
+        self.running = Some(
+            std::thread::Builder::new()
+                .name("cairn-writeback".into())
+                .spawn(move || file.sync_data())?,
+        );
+        self.started_at = len;
+        Ok(())
+    }
+}
