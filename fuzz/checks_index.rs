@@ -27,7 +27,8 @@
 //   id in a pack wins, and the newest pack holding an id wins over an older
 //   one), that a second `add_pack` of a known pack changes nothing, and
 //   that `remove_pack` forgets a pack again (its ids fall back to an older
-//   pack holding them); `check_index_records` writes raw key/value bytes
+//   pack holding them), and the same for a pack whose record is long
+//   enough to live in an entry file; `check_index_records` writes raw key/value bytes
 //   into a sled database laid out like an index (at `INDEX/sled`), opens it with
 //   `Index::open` and checks `lookup`, `contains`, `chunk_count`, `packs`
 //   and `snapshots` against a reference implementation over the raw trees:
@@ -196,6 +197,26 @@ pub fn check_index_roundtrip(index: &Index, data: &[u8]) {
         .remove_pack(newer_id)
         .expect("remove_pack newer again");
     check_stored(index, &[]);
+    // The entries repeated past 64 KiB of record, so the record lives in
+    // an entry file: the same reads, and a removal whose flush deletes it.
+    if !entries.is_empty() {
+        let big: Vec<PackEntry> = entries
+            .iter()
+            .copied()
+            .cycle()
+            .take(entries.len().max(1300))
+            .collect();
+        let mut big_id = pack;
+        big_id.0[0] ^= 0xFF;
+        index
+            .add_pack(big_id, pack_len, &big)
+            .expect("add_pack big");
+        index.flush().expect("flush");
+        check_stored(index, &[(big_id, pack_len, &big)]);
+        index.remove_pack(big_id).expect("remove_pack big");
+        index.flush().expect("flush");
+        check_stored(index, &[]);
+    }
 }
 
 /// The raw trees of an `index_records` input.
