@@ -115,6 +115,8 @@ pub enum IndexState {
 /// The opened index.
 pub struct Index {
     path: PathBuf,
+    /// The store this index is for (kept in `meta` across a clear).
+    store_id: [u8; 16],
     db: sled::Db,
     meta: sled::Tree,
     packs: sled::Tree,
@@ -238,6 +240,7 @@ impl Index {
             files: tree("files")?,
             entry_dir,
             path: path.to_owned(),
+            store_id,
             map: RwLock::new(None),
             meta_map: RwLock::new(None),
             recent: Mutex::new(RecentPacks::default()),
@@ -310,6 +313,11 @@ impl Index {
         ] {
             t.clear().map_err(|e| self.err(e))?;
         }
+        // Still this store's index: without it the next open would see a
+        // foreign index and rebuild it once more.
+        self.meta
+            .insert("store_id", &self.store_id)
+            .map_err(|e| self.err(e))?;
         // Only once no durable record names them do the files go.
         self.db.flush().map_err(|e| self.err(e))?;
         self.entry_dir.clear().map_err(|e| self.io(e))?;
@@ -629,7 +637,7 @@ impl Index {
         let after = used
             .checked_add(1)
             .ok_or_else(|| self.damaged("pack number"))?;
-        if next.is_some_and(|n| n > after) {
+        if next.is_some_and(|n| n >= after) {
             return Ok(());
         }
         self.meta
@@ -1022,6 +1030,33 @@ mod tests {
         assert!(no_of(&idx, d) > c_no, "after the removed highest pack");
         assert!(idx.contains(&entry(3).id).unwrap());
         assert!(!idx.contains(&entry(2).id).unwrap());
+    }
+
+    /// A rebuild (clear, add, mark complete) leaves an index the next open
+    /// trusts: the store id survives the clear.
+    #[test]
+    fn a_cleared_and_rebuilt_index_opens_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let entry = PackEntry {
+            id: ChunkId::of(b"x"),
+            kind: BlobKind::Data,
+            frame_offset: 16,
+            frame_len: 40,
+            offset: 0,
+            len: 1,
+        };
+        {
+            let (idx, _) = Index::open(&path, [3; 16]).unwrap();
+            idx.add_pack(PackId::of(b"p"), 10, &[entry]).unwrap();
+            idx.mark_complete().unwrap();
+            idx.clear().unwrap();
+            idx.add_pack(PackId::of(b"p"), 10, &[entry]).unwrap();
+            idx.mark_complete().unwrap();
+        }
+        let (idx, state) = Index::open(&path, [3; 16]).unwrap();
+        assert_eq!(state, IndexState::Ready);
+        assert!(idx.contains(&entry.id).unwrap());
     }
 
     /// An index of the layout before version 4 (sled directly in the

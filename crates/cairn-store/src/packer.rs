@@ -289,11 +289,10 @@ impl<'s> ChunkSink<'s> {
         let open = slot.as_mut().expect("just opened");
         open.builder.add_frame(frame, chunks).at(&open.temp)?;
         open.ids.extend(chunks.iter().map(|c| c.0));
-        if let Some(early) = open.early.as_mut() {
-            early.maybe_start(open.builder.len()).at(&open.temp)?;
-        }
         if open.builder.len() >= self.store.config().pack_target {
             self.seal(slot.take().expect("open"))?;
+        } else if let Some(early) = open.early.as_mut() {
+            early.maybe_start(open.builder.len()).at(&open.temp)?;
         }
         Ok(())
     }

@@ -19,6 +19,9 @@ pub(crate) struct Writeback {
     /// Length of the file when the last sync started.
     started_at: u64,
     running: Option<JoinHandle<io::Result<()>>>,
+    /// A sync failed: every later wait fails too (the kernel may have
+    /// marked the pages clean, so a later fsync would wrongly succeed).
+    failed: Option<io::ErrorKind>,
 }
 
 impl Writeback {
@@ -28,18 +31,30 @@ impl Writeback {
             file,
             started_at: 0,
             running: None,
+            failed: None,
         }
     }
 
     /// Waits for the running sync, if any. Its error must not be lost: a
-    /// failed fsync may leave pages marked clean that never reached disk.
+    /// failed fsync may leave pages marked clean that never reached disk,
+    /// so once one failed, this fails every time.
     pub fn wait(&mut self) -> io::Result<()> {
-        match self.running.take() {
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(
+                kind,
+                "an earlier fdatasync of this file failed",
+            ));
+        }
+        let result = match self.running.take() {
             Some(h) => h
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked"))),
             None => Ok(()),
+        };
+        if let Err(e) = &result {
+            self.failed = Some(e.kind());
         }
+        result
     }
 
     /// Starts a sync of what the file holds at `len`, once the last one is
@@ -59,5 +74,28 @@ impl Writeback {
         );
         self.started_at = len;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed sync fails every later wait, and no new sync starts.
+    #[test]
+    fn a_failed_sync_stays_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        let mut w = Writeback::new(file);
+        w.maybe_start(EARLY_SYNC_EVERY - 1).unwrap();
+        assert!(w.running.is_none(), "not before EARLY_SYNC_EVERY bytes");
+        w.maybe_start(EARLY_SYNC_EVERY).unwrap();
+        assert!(w.running.is_some());
+        w.wait().unwrap();
+        w.running = Some(std::thread::spawn(|| Err(io::Error::other("EIO"))));
+        assert!(w.wait().is_err());
+        assert!(w.wait().is_err(), "the failure is sticky");
+        assert!(w.maybe_start(3 * EARLY_SYNC_EVERY).is_err());
+        assert!(w.running.is_none());
     }
 }
