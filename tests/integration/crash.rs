@@ -308,6 +308,38 @@ fn timed_snapshot(s: &Scratch, data: &Path, full: bool, ctx: &str) -> (String, D
     (v["id"].as_str().unwrap().to_string(), took)
 }
 
+/// Runs a snapshot and SIGKILLs it once `delay` has passed, unless it
+/// finished first: its pid, its exit status, and how long it took if it
+/// finished.
+fn snapshot_killed_after(
+    s: &Scratch,
+    data: &Path,
+    full: bool,
+    delay: Duration,
+) -> (u32, std::process::ExitStatus, Option<Duration>) {
+    let mut child = Command::new(cairn_bin())
+        .args(snapshot_args(s, data, full))
+        .env_remove("CAIRN_STORE")
+        .env_remove("HITKEEP_DATA_PATH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let spawned = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return (pid, st, Some(spawned.elapsed()));
+        }
+        let gone = spawned.elapsed();
+        if gone >= delay {
+            let _ = child.kill();
+            return (pid, child.wait().unwrap(), None);
+        }
+        std::thread::sleep((delay - gone).min(Duration::from_millis(1)));
+    }
+}
+
 /// What a trial's snapshot has to do.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -422,30 +454,11 @@ fn snapshot_killed_at_random_points_leaves_a_sound_store() {
         let packs_before = files_in(&store.join("packs")).len();
 
         // Snapshot, killed.
-        let mut child = Command::new(cairn_bin())
-            .args(snapshot_args(&s, &data, full))
-            .env_remove("CAIRN_STORE")
-            .env_remove("HITKEEP_DATA_PATH")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let spawned = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                // Finished first: a better measure of this kind's duration.
-                let took = spawned.elapsed();
-                typical[kind as usize] = (typical[kind as usize] + took) / 2;
-                break st;
-            }
-            let gone = spawned.elapsed();
-            if gone >= delay {
-                let _ = child.kill();
-                break child.wait().unwrap();
-            }
-            std::thread::sleep((delay - gone).min(Duration::from_millis(1)));
-        };
+        let (pid, status, took) = snapshot_killed_after(&s, &data, full, delay);
+        if let Some(took) = took {
+            // Finished first: a better measure of this kind's duration.
+            typical[kind as usize] = (typical[kind as usize] + took) / 2;
+        }
         let killed = status.signal() == Some(9);
         assert!(
             killed || status.success(),
@@ -555,5 +568,79 @@ fn snapshot_killed_at_random_points_leaves_a_sound_store() {
         tally.stale_locks_reported,
         digests.len(),
         tally.restores,
+    );
+}
+
+/// A first snapshot killed at random points, with the default 32 MiB
+/// packs. Its data pack's record is long enough to live in an entry file
+/// (`cairn-index/src/entryfile.rs`), which the 1 MiB packs above never
+/// reach (and a pack past 8 MiB gets early writeback). Each trial starts
+/// from an empty store: after a first snapshot, later ones add too little.
+/// Checked after each kill: only complete snapshots are listed (and
+/// restore), `check --read-data` passes, and the next snapshot succeeds
+/// and restores. `CAIRN_CRASH_FIRST_TRIALS` sets the trials (default 6).
+#[test]
+fn first_snapshot_killed_with_full_size_packs() {
+    let trials = env_u64("CAIRN_CRASH_FIRST_TRIALS", 6);
+    let seed = env_u64("CAIRN_CRASH_SEED", 1);
+    let mut rng = Rng(seed ^ 0xF1F5);
+    let s = Scratch::new();
+    let data = s.path("data");
+    // Small, not tiny: the tiny data path's new chunks fit a record of
+    // under 64 KiB.
+    gen(&[
+        "create",
+        data.to_str().unwrap(),
+        "--scale",
+        "small",
+        "--seed",
+        &(seed % 1000).to_string(),
+    ]);
+    let state = tree_digest(&data);
+    let store = s.store();
+    s.ok(&["init"]);
+    let (_, first) = timed_snapshot(&s, &data, false, "calibration");
+    assert!(
+        !files_in(&store.join("index/entries")).is_empty(),
+        "the first snapshot kept every pack record in sled: this test would not reach entry files"
+    );
+    let mut killed_runs = 0;
+    for t in 0..trials {
+        fs::remove_dir_all(&store).unwrap();
+        s.ok(&["init"]);
+        let delay = Duration::from_micros(rng.below(first.as_micros() as u64 + 1));
+        let ctx = format!(
+            "first-snapshot trial {t} (seed {seed}, kill after {} of ~{} ms)",
+            delay.as_millis(),
+            first.as_millis()
+        );
+        let (_, status, _) = snapshot_killed_after(&s, &data, false, delay);
+        let killed = status.signal() == Some(9);
+        assert!(
+            killed || status.success(),
+            "{ctx}: snapshot failed: {status:?}"
+        );
+        killed_runs += u64::from(killed);
+        let (ids, _) = list(&s);
+        assert_eq!(
+            ids,
+            manifests_on_disk(&store),
+            "{ctx}: list and disk differ"
+        );
+        assert!(ids.len() <= 1, "{ctx}: {ids:?}");
+        assert!(
+            killed || ids.len() == 1,
+            "{ctx}: a finished snapshot is not listed"
+        );
+        for id in &ids {
+            restores_as(&s, id, &state, &ctx);
+        }
+        check_clean(&s, &ctx);
+        let (id, _) = timed_snapshot(&s, &data, false, &ctx);
+        restores_as(&s, &id, &state, &format!("{ctx}, next snapshot"));
+        check_clean(&s, &format!("{ctx}, after the next snapshot"));
+    }
+    eprintln!(
+        "crash (first snapshot, 32 MiB packs): {trials} trials, {killed_runs} killed mid-run"
     );
 }
