@@ -136,34 +136,14 @@ impl Run {
     }
 }
 
-/// Takes a run's keys in order, dropping each block once it is read.
-struct Drain {
-    blocks: std::vec::IntoIter<Vec<Key>>,
-    current: std::vec::IntoIter<Key>,
-}
-
-impl Drain {
-    fn new(run: Run) -> Self {
-        Self {
-            blocks: run.blocks.into_iter(),
-            current: Vec::new().into_iter(),
-        }
-    }
-
-    fn next(&mut self) -> Option<Key> {
-        loop {
-            if let Some(k) = self.current.next() {
-                return Some(k);
-            }
-            self.current = self.blocks.next()?.into_iter();
-        }
-    }
-}
-
-/// Merges two runs, freeing their blocks as it goes.
+/// Merges two runs, freeing their blocks as it goes (a flattened block
+/// iterator drops each block once it has been read).
 fn merge(a: Run, b: Run) -> Run {
     let len = a.len + b.len;
-    let (mut a, mut b) = (Drain::new(a), Drain::new(b));
+    let (mut a, mut b) = (
+        a.blocks.into_iter().flatten(),
+        b.blocks.into_iter().flatten(),
+    );
     let (mut x, mut y) = (a.next(), b.next());
     let mut blocks = Vec::with_capacity(len.div_ceil(BLOCK));
     let mut block = Vec::with_capacity(BLOCK.min(len));

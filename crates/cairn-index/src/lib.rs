@@ -602,14 +602,7 @@ impl Index {
     /// are never mistaken for a later pack's.
     fn new_pack_no(&self) -> Result<u32> {
         let mut next = self.next_pack_no.lock().expect("pack number lock");
-        let no = self.next_no(&next)?;
-        self.keep_next(&mut next, no)?;
-        Ok(no)
-    }
-
-    /// The next unused pack number, given the cached one.
-    fn next_no(&self, next: &Option<u32>) -> Result<u32> {
-        Ok(match *next {
+        let no = match *next {
             Some(no) => no,
             None => {
                 let past_last = match self.packno.last().map_err(|e| self.err(e))? {
@@ -629,22 +622,17 @@ impl Index {
                 };
                 past_last.max(kept)
             }
-        })
-    }
-
-    /// Records that numbers up to `used` are taken.
-    fn keep_next(&self, next: &mut Option<u32>, used: u32) -> Result<()> {
-        let after = used
+        };
+        let after = no
             .checked_add(1)
             .ok_or_else(|| self.damaged("pack number"))?;
-        if next.is_some_and(|n| n >= after) {
-            return Ok(());
-        }
+        // Before the pack's own records, so a durable `packno` never names
+        // a number `meta` would hand out again.
         self.meta
             .insert("next_pack_no", &after.to_le_bytes())
             .map_err(|e| self.err(e))?;
         *next = Some(after);
-        Ok(())
+        Ok(no)
     }
 
     /// Forgets a pack and its entries. A chunk that other packs also hold
@@ -656,13 +644,6 @@ impl Index {
         let no = record::decode_pack(&rec)
             .map_err(|what| self.damaged(what))?
             .pack_no;
-        {
-            // The number stays taken (an index of an older build may not
-            // have kept the next one).
-            let mut next = self.next_pack_no.lock().expect("pack number lock");
-            let at_least = self.next_no(&next)?;
-            self.keep_next(&mut next, at_least.saturating_sub(1).max(no))?;
-        }
         let key = record::encode_pack_no(no);
         {
             // Under the cache's lock, so no lookup reads one of the two

@@ -307,14 +307,12 @@ impl<'s> ChunkSink<'s> {
             return self.sealed_pack(id, &trailer, len, placed, &open.ids);
         }
         let (id, trailer, len, f) = finish_pack(open.builder, &open.temp)?;
-        let mut early = open.early;
+        let early = open.early;
         let sync = std::thread::Builder::new()
             .name("cairn-pack-sync".into())
-            .spawn(move || {
-                if let Some(early) = early.as_mut() {
-                    early.wait()?;
-                }
-                f.sync_all()
+            .spawn(move || match early {
+                Some(early) => early.sync_all(),
+                None => f.sync_all(),
             })
             .at(&open.temp)?;
         self.syncing

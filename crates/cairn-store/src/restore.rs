@@ -550,11 +550,9 @@ pub(crate) fn stage_file(
     file.set_permissions(fs::Permissions::from_mode(mode))
         .at(temp)?;
     set_mtime(&file, &f.meta).at(temp)?;
-    if let Some(mut w) = writeback {
-        w.wait().at(temp)?;
-    }
-    if durability == Durability::Synced {
-        file.sync_all().at(temp)?;
+    // Present exactly when the restore is durable.
+    if let Some(w) = writeback {
+        w.sync_all().at(temp)?;
     }
     Ok(written)
 }

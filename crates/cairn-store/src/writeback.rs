@@ -57,6 +57,13 @@ impl Writeback {
         result
     }
 
+    /// Makes the whole file durable: waits for the running sync, then
+    /// fsyncs (data and metadata) through the same file.
+    pub fn sync_all(mut self) -> io::Result<()> {
+        self.wait()?;
+        self.file.sync_all()
+    }
+
     /// Starts a sync of what the file holds at `len`, once the last one is
     /// done and [`EARLY_SYNC_EVERY`] more bytes came.
     pub fn maybe_start(&mut self, len: u64) -> io::Result<()> {
