@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod delta;
 pub mod envelope;
 mod error;
 pub mod id;
@@ -22,5 +23,5 @@ pub use id::{ChunkId, PackId, SnapshotId};
 pub use manifest::{
     ArchiveLocation, Boundary, ChunkList, ContentLayout, DbCapture, EntryClass, EntryKind,
     EntryMeta, FileContent, ListChild, ListNode, Manifest, SnapshotStats, SourceRoot,
-    TenantSummary, TreeEntry, TreeNode,
+    TenantSummary, TreeEntry, TreeNode, MAX_DELTA_DEPTH,
 };

@@ -14,21 +14,35 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::{self, Kind};
 use crate::{ChunkId, FormatError, SnapshotId};
 
+/// Manifests: versioned like tree nodes (a root may be a single file).
 const MANIFEST: Kind = Kind {
     magic: *b"CSNP",
-    version: 1,
+    version: 2,
     name: "snapshot manifest",
 };
+/// Tree nodes: version 2 when an entry's content is a
+/// [`ContentLayout::Delta`], else 1, so a store without deltas stays
+/// readable by a cairn that predates them and one with deltas is refused
+/// clearly (newer version) rather than misread.
 const TREE: Kind = Kind {
     magic: *b"CTRE",
-    version: 1,
+    version: 2,
     name: "tree node",
 };
+/// File content records: versioned like tree nodes.
 const FILE: Kind = Kind {
     magic: *b"CFIL",
-    version: 1,
+    version: 2,
     name: "file content record",
 };
+
+/// `kind` at version 1 (the version before deltas) when `delta` is false.
+fn delta_kind(kind: Kind, delta: bool) -> Kind {
+    Kind {
+        version: if delta { kind.version } else { 1 },
+        ..kind
+    }
+}
 const LIST: Kind = Kind {
     magic: *b"CLST",
     version: 1,
@@ -182,12 +196,25 @@ impl Manifest {
 
     /// Encodes the manifest file.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        envelope::encode(MANIFEST, self)
+        let delta = self.roots.iter().any(
+            |r| matches!(&r.file, Some(TreeEntry { kind: EntryKind::File(c), .. }) if c.is_delta()),
+        );
+        envelope::encode(delta_kind(MANIFEST, delta), self)
     }
 
     /// Decodes a manifest file.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
-        Ok(envelope::decode(MANIFEST, bytes)?.0)
+        let m: Self = envelope::decode(MANIFEST, bytes)?.0;
+        for r in &m.roots {
+            if let Some(TreeEntry {
+                kind: EntryKind::File(c),
+                ..
+            }) = &r.file
+            {
+                c.check_depth()?;
+            }
+        }
+        Ok(m)
     }
 }
 
@@ -221,7 +248,22 @@ pub enum ContentLayout {
         /// The live database header's iteration when captured.
         iteration: u64,
     },
+    /// A zstd patch against another file's content ([`crate::delta`]):
+    /// the chunks are the patch, not the file. Rebuilding the file needs
+    /// the base's content first (and its base's, down a chain of at most
+    /// [`MAX_DELTA_DEPTH`]). Written by `import-hitkeep-backups`, each
+    /// export file against the same file of the run before.
+    Delta {
+        /// A metadata chunk holding the base's [`FileContent`] record.
+        base: ChunkId,
+        /// 1 + the base's depth (0 for a base that is not a delta).
+        depth: u32,
+    },
 }
+
+/// Longest chain of deltas a reader follows: a file `depth` deltas deep
+/// costs `depth` patch applications to rebuild.
+pub const MAX_DELTA_DEPTH: u32 = 32;
 
 /// One child in a chunk list: a data chunk (in a leaf) or a list node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,14 +326,42 @@ pub struct FileContent {
 }
 
 impl FileContent {
-    /// Encodes the record (the index keeps it for whole-file dedup).
+    /// Encodes the record (the index keeps it for whole-file dedup; a
+    /// delta's base is stored as one).
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        envelope::encode(FILE, self)
+        envelope::encode(delta_kind(FILE, self.is_delta()), self)
     }
 
     /// Decodes a record.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
-        Ok(envelope::decode(FILE, bytes)?.0)
+        let c: Self = envelope::decode(FILE, bytes)?.0;
+        c.check_depth()?;
+        Ok(c)
+    }
+
+    /// Whether the chunks are a patch against a base ([`ContentLayout::Delta`]).
+    pub fn is_delta(&self) -> bool {
+        matches!(self.layout, ContentLayout::Delta { .. })
+    }
+
+    /// The base record's chunk and this delta's depth, for a delta.
+    pub fn delta_base(&self) -> Option<(ChunkId, u32)> {
+        match self.layout {
+            ContentLayout::Delta { base, depth } => Some((base, depth)),
+            _ => None,
+        }
+    }
+
+    fn check_depth(&self) -> Result<(), FormatError> {
+        match self.delta_base() {
+            Some((_, depth)) if depth == 0 || depth > MAX_DELTA_DEPTH => {
+                Err(FormatError::Invalid {
+                    what: "file content record",
+                    detail: format!("delta depth {depth} outside 1..={MAX_DELTA_DEPTH}"),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -370,7 +440,11 @@ pub struct TreeNode {
 impl TreeNode {
     /// Encodes the node as a metadata chunk.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        envelope::encode(TREE, self)
+        let delta = self
+            .entries
+            .iter()
+            .any(|e| matches!(&e.kind, EntryKind::File(c) if c.is_delta()));
+        envelope::encode(delta_kind(TREE, delta), self)
     }
 
     /// Decodes a node and checks names are sorted and unique.
@@ -381,6 +455,11 @@ impl TreeNode {
                 what: "tree node",
                 detail: "entries not sorted or not unique".into(),
             });
+        }
+        for e in &node.entries {
+            if let EntryKind::File(c) = &e.kind {
+                c.check_depth()?;
+            }
         }
         Ok(node)
     }

@@ -1,7 +1,8 @@
 //! Integrity check of a store (`cairn check`).
 //!
 //! By default the check is structural and fast: every manifest decodes;
-//! every tree node and chunk-list node reachable from a snapshot is read
+//! every tree node, chunk-list node and delta base record reachable from
+//! a snapshot is read
 //! (its frame decompressed, its bytes verified against its id) and
 //! decodes; every data chunk those nodes name is in the index, with the
 //! length the list records; every indexed pack is on disk with its
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use cairn_format::delta::MAX_DELTA_FILE;
 use cairn_format::pack::{self, PackEntry};
 use cairn_format::{
     ChunkId, ChunkList, EntryKind, FileContent, FormatError, ListNode, PackId, SnapshotId,
@@ -311,6 +313,7 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
         bad_chunks: &bad_chunks,
         trees: HashMap::new(),
         lists: HashMap::new(),
+        bases: HashMap::new(),
         meta_read: 0,
         data_refs: 0,
     };
@@ -546,6 +549,8 @@ struct Walker<'a, 's> {
     bad_chunks: &'a HashMap<ChunkId, (PackId, String)>,
     trees: HashMap<ChunkId, TreeFaults>,
     lists: HashMap<ChunkId, ListResult>,
+    /// Delta base records checked: the base's depth and its damage.
+    bases: HashMap<ChunkId, (u32, Option<Fault>)>,
     meta_read: u64,
     data_refs: u64,
 }
@@ -669,6 +674,24 @@ impl Walker<'_, '_> {
         if fault.is_some() {
             return Ok(fault);
         }
+        if let Some((base, depth)) = c.delta_base() {
+            // The chunks are a patch: its length says nothing of the
+            // file's. The base must be sound, one level shallower.
+            let (below, fault) = self.base(&base)?;
+            if fault.is_some() {
+                return Ok(fault);
+            }
+            if below + 1 != depth {
+                return Ok(Some(Fault::Invalid {
+                    what: format!("delta base record {}", base.short()),
+                    cause: FormatError::Invalid {
+                        what: "delta chain",
+                        detail: format!("a delta of depth {depth} on a base of depth {below}"),
+                    },
+                }));
+            }
+            return Ok(None);
+        }
         if len != c.size {
             return Ok(Some(Fault::Invalid {
                 what: "file".into(),
@@ -679,6 +702,48 @@ impl Walker<'_, '_> {
             }));
         }
         Ok(None)
+    }
+
+    /// Checks a delta's base record and the base's own content (once per
+    /// record, however many deltas share it); returns the base's depth
+    /// and its damage. Each level down is one shallower (checked before
+    /// going down), so this recurses at most `MAX_DELTA_DEPTH` deep.
+    fn base(&mut self, id: &ChunkId) -> Result<(u32, Option<Fault>)> {
+        if let Some(r) = self.bases.get(id) {
+            return Ok(r.clone());
+        }
+        let r = match self.read_meta(id, "delta base record")? {
+            Err(f) => (0, Some(f)),
+            Ok(bytes) => match FileContent::decode(&bytes) {
+                Err(cause) => (
+                    0,
+                    Some(Fault::Invalid {
+                        what: format!("delta base record {}", id.short()),
+                        cause,
+                    }),
+                ),
+                Ok(rec) => {
+                    let depth = rec.delta_base().map_or(0, |(_, d)| d);
+                    let fault = if depth == 0 && rec.size > MAX_DELTA_FILE {
+                        Some(Fault::Invalid {
+                            what: format!("delta base record {}", id.short()),
+                            cause: FormatError::Invalid {
+                                what: "delta chain",
+                                detail: format!(
+                                    "a base of {} bytes is past the delta limit",
+                                    rec.size
+                                ),
+                            },
+                        })
+                    } else {
+                        self.file(&rec)?
+                    };
+                    (depth, fault)
+                }
+            },
+        };
+        self.bases.insert(*id, r.clone());
+        Ok(r)
     }
 
     /// Checks that a data chunk is indexed (and, when its pack was read,

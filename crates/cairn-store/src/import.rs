@@ -18,17 +18,21 @@
 //! taken, incomplete, too recent); [`execute`] imports the rest, oldest
 //! first. [`restore_as_backup`] writes one back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use cairn_format::{Manifest, SnapshotId};
+use cairn_format::{EntryKind, Manifest, SnapshotId, TreeEntry};
 
+use crate::delta::DeltaBase;
 use crate::error::{IoContext, Result, StoreError};
+use crate::reader::{ChunkReader, FrameCache};
 use crate::restore::{self, RestorePlan, RestoreReport};
 use crate::snapshot::{self, Progress, SnapshotOptions, SnapshotReport, SourceSpec};
 use crate::store::Store;
+use crate::tree::load_tree;
 
 pub use cairn_format::manifest::{IMPORT_HITKEEP_BACKUP, LABEL_IMPORT};
 /// Manifest label: the backup run's `{ts}` directory name.
@@ -256,7 +260,21 @@ fn entry(runs: &mut BTreeMap<SnapshotId, BackupRun>, ts: SnapshotId) -> &mut Bac
 /// the first failure; the runs imported before it stay.
 pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Result<ImportReport> {
     let mut report = ImportReport::default();
+    // Imports already in the store, by `{ts}`: each run's files are stored
+    // as patches against the run before it.
+    let mut earlier: BTreeMap<String, Manifest> = store
+        .snapshots()?
+        .into_iter()
+        .filter(is_backup_import)
+        .filter_map(|m| Some((m.labels.get(LABEL_BACKUP_TS)?.clone(), m)))
+        .collect();
+    let reader = ChunkReader::new(store);
     for run in &plan.runs {
+        let ts = run.ts.to_string();
+        let delta_bases = match earlier.range(..ts.clone()).next_back() {
+            Some((prev_ts, prev)) => delta_bases(&reader, &plan.from, run, prev_ts, prev)?,
+            None => HashMap::new(),
+        };
         let labels = BTreeMap::from([
             (LABEL_IMPORT.to_string(), IMPORT_HITKEEP_BACKUP.to_string()),
             (LABEL_BACKUP_TS.to_string(), run.ts.to_string()),
@@ -275,13 +293,87 @@ pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Res
             id: Some(run.id),
             // Each run is self-contained; chunks dedup through the index.
             no_parent: true,
+            delta_bases,
             ..SnapshotOptions::default()
         };
-        report
-            .imported
-            .push(snapshot::snapshot(store, &opts, progress)?);
+        let done = snapshot::snapshot(store, &opts, progress)?;
+        earlier.insert(ts, done.manifest.clone());
+        report.imported.push(done);
     }
     Ok(report)
+}
+
+/// Delta bases for `run`'s files: each export file's namesake in the
+/// same export directory of the run `prev` (`{prev_ts}`), with its copy
+/// under the backup path as the local base.
+fn delta_bases(
+    reader: &ChunkReader<'_>,
+    from: &Path,
+    run: &BackupRun,
+    prev_ts: &str,
+    prev: &Manifest,
+) -> Result<HashMap<PathBuf, DeltaBase>> {
+    let mut out = HashMap::new();
+    let Some(root) = prev.roots.iter().find(|r| r.label == ROOT_BACKUP) else {
+        return Ok(out);
+    };
+    let Some(tree) = root.tree else {
+        return Ok(out);
+    };
+    let mut cache = FrameCache::default();
+    let context = || format!("snapshot {}", prev.id);
+    for dir in run.dirs() {
+        // `shared/{ts}` or `tenants/{uuid}/{ts}`: the same place in `prev`.
+        let Ok(rel) = dir.strip_prefix(from) else {
+            continue;
+        };
+        let mut prev_rel: Vec<String> = rel
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        let Some(last) = prev_rel.last_mut() else {
+            continue;
+        };
+        *last = prev_ts.to_string();
+        let mut node = tree;
+        let mut found = true;
+        for name in &prev_rel {
+            let t = load_tree(reader, &node, &mut cache, &context)?;
+            match t.entries.iter().find(|e| e.name == name.as_bytes()) {
+                Some(TreeEntry {
+                    kind: EntryKind::Dir(id),
+                    ..
+                }) => node = *id,
+                _ => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        let prev_dir = from.join(prev_rel.iter().collect::<PathBuf>());
+        for e in load_tree(reader, &node, &mut cache, &context)?.entries {
+            let Ok(name) = e
+                .safe_name()
+                .map(|n| std::ffi::OsStr::from_bytes(n).to_owned())
+            else {
+                continue;
+            };
+            let EntryKind::File(content) = e.kind else {
+                continue;
+            };
+            out.insert(
+                dir.join(&name),
+                DeltaBase {
+                    content,
+                    local: Some(prev_dir.join(&name)),
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// One export directory of a backup run, relative to the backup path.

@@ -23,8 +23,10 @@ use cairn_chunk::Cut;
 use cairn_format::pack::{self, BlobKind, FrameChunk};
 use cairn_format::{ChunkId, ChunkList, ContentLayout, FileContent, ListChild, StoreConfig};
 
+use crate::delta::{self, DeltaBase};
 use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::packer::ChunkSink;
+use crate::reader::{ChunkReader, FrameCache};
 use crate::tree::{Grouping, ListWriter};
 
 /// Window of a FastCDC pass: more than the largest chunk the config allows
@@ -43,6 +45,8 @@ const LEAF_SPAN: usize = 64 * 1024;
 /// Ingests files into a sink.
 pub(crate) struct Ingest<'a, 's> {
     pub sink: &'a ChunkSink<'s>,
+    /// Reads a delta's base back from the store.
+    pub reader: &'a ChunkReader<'s>,
     pub config: &'a StoreConfig,
     pub bytes_read: &'a AtomicU64,
     pub on_bytes: &'a (dyn Fn(u64) + Sync),
@@ -67,6 +71,15 @@ pub(crate) fn header_iteration(head: &[u8]) -> Option<u64> {
         return None;
     }
     Headers::parse(head).map(|h| h.live().iteration)
+}
+
+/// Whether a file's size, mtime and ctime are the same in both stats.
+fn same_stat(before: &std::fs::Metadata, after: &std::fs::Metadata) -> bool {
+    after.len() == before.len()
+        && after.mtime() == before.mtime()
+        && after.mtime_nsec() == before.mtime_nsec()
+        && after.ctime() == before.ctime()
+        && after.ctime_nsec() == before.ctime_nsec()
 }
 
 /// The error that makes [`Ingest::file`] read the file again.
@@ -95,6 +108,81 @@ impl Ingest<'_, '_> {
             path: path.to_owned(),
             tries: TRIES,
         })
+    }
+
+    /// Reads the file at `path` into the store as a patch against `base`
+    /// when that is at most half the file's size, else as [`file`](Self::file)
+    /// does. The base comes from its local copy when that still matches,
+    /// else from the store; the patch is checked to rebuild the file
+    /// before it is stored.
+    pub fn file_against(&self, path: &Path, base: &DeltaBase) -> Result<FileContent> {
+        match self.try_delta(path, base)? {
+            Some(c) => Ok(c),
+            None => self.file(path),
+        }
+    }
+
+    fn try_delta(&self, path: &Path, base: &DeltaBase) -> Result<Option<FileContent>> {
+        let mut file = File::open(path).at(path)?;
+        let before = file.metadata().at(path)?;
+        let size = before.len();
+        if !delta::may_patch(&base.content, size) {
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        std::io::Read::read_to_end(&mut file, &mut bytes).at(path)?;
+        let after = file.metadata().at(path)?;
+        if bytes.len() as u64 != size || !same_stat(&before, &after) {
+            // Changing: the ordinary read retries and gives up cleanly.
+            return Ok(None);
+        }
+        let hash = *blake3::hash(&bytes).as_bytes();
+        if let Some(rec) = self.sink.known_file(&hash)? {
+            if rec.size == size {
+                self.count(bytes.len());
+                return Ok(Some(rec));
+            }
+        }
+        let context = || path.display().to_string();
+        let base_bytes =
+            delta::base_bytes(self.reader, &mut FrameCache::default(), base, &context)?;
+        let patch = cairn_format::delta::encode_patch(&base_bytes, &bytes).what(context())?;
+        if patch.len() as u64 > size / 2 {
+            return Ok(None);
+        }
+        // A patch that would not give the file back is never stored.
+        let rebuilt = cairn_format::delta::apply_patch(&base_bytes, &patch, size).what(context())?;
+        if rebuilt != bytes {
+            return Err(StoreError::FileHashMismatch {
+                path: path.to_owned(),
+            });
+        }
+        self.count(bytes.len());
+        let record = base.content.encode().what("delta base record")?;
+        let base_id = self.sink.put_meta(record)?;
+        let max = self.config.chunking.cdc_max.max(1);
+        let cuts: Vec<Cut> = (0..patch.len() as u64)
+            .step_by(max as usize)
+            .map(|offset| Cut {
+                offset,
+                len: (patch.len() as u64 - offset).min(u64::from(max)) as u32,
+            })
+            .collect();
+        let mut list = ListWriter::new(self.sink, Grouping::Content);
+        for child in self.store_chunks(&patch, 0, &cuts, false, path)? {
+            list.push(child)?;
+        }
+        let content = FileContent {
+            size,
+            hash,
+            layout: ContentLayout::Delta {
+                base: base_id,
+                depth: delta::depth_over(&base.content),
+            },
+            chunks: list.finish()?,
+        };
+        self.sink.remember_file(&content)?;
+        Ok(Some(content))
     }
 
     /// One read. `bad_header` carries a DuckDB header area whose live
@@ -136,11 +224,7 @@ impl Ingest<'_, '_> {
         let stable = if is_db {
             after.len() >= size
         } else {
-            after.len() == size
-                && after.mtime() == before.mtime()
-                && after.mtime_nsec() == before.mtime_nsec()
-                && after.ctime() == before.ctime()
-                && after.ctime_nsec() == before.ctime_nsec()
+            same_stat(&before, &after)
         };
         Ok(if stable {
             Attempt::Done(content)

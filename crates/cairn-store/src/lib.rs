@@ -9,6 +9,7 @@
 
 use cairn_remote::atomic;
 pub mod check;
+pub mod delta;
 pub mod drill;
 mod error;
 mod files;

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_format::pack::{PackEntry, PackTrailer};
-use cairn_format::{ChunkId, ChunkList, EntryKind, Manifest, PackId, TreeEntry};
+use cairn_format::{ChunkId, ChunkList, EntryKind, FileContent, Manifest, PackId, TreeEntry};
 use cairn_index::ChunkLocation;
 use cairn_remote::RemoteError;
 use rayon::prelude::*;
@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::error::{Result, StoreError};
 use crate::files::StoreFiles;
 use crate::reader::{ChunkLocator, ChunkReader, FrameCache};
-use crate::tree::{load_list_node, load_tree};
+use crate::tree::{load_file_record, load_list_node, load_tree};
 
 /// Every pack's trailer and each chunk's home copy.
 pub struct Catalog {
@@ -129,10 +129,34 @@ impl LiveSet {
         e: &TreeEntry,
     ) -> Result<()> {
         match &e.kind {
-            EntryKind::File(c) => self.list(reader, cache, context, &c.chunks),
+            EntryKind::File(c) => self.content(reader, cache, context, c),
             EntryKind::Dir(id) => self.tree(reader, cache, context, id),
             EntryKind::Symlink(_) => Ok(()),
         }
+    }
+
+    /// Marks a file's chunks and, for a delta, every base down its chain:
+    /// a base is live as long as a delta on it is. A base record that
+    /// cannot be read fails the mark (and so the prune), never drops it.
+    fn content(
+        &mut self,
+        reader: &ChunkReader<'_>,
+        cache: &mut FrameCache,
+        context: &dyn Fn() -> String,
+        c: &FileContent,
+    ) -> Result<()> {
+        self.list(reader, cache, context, &c.chunks)?;
+        let mut next = c.delta_base();
+        while let Some((base, _)) = next {
+            self.chunks.insert(base);
+            if !self.expanded.insert(base) {
+                break;
+            }
+            let rec = load_file_record(reader, &base, cache, context)?;
+            self.list(reader, cache, context, &rec.chunks)?;
+            next = rec.delta_base();
+        }
+        Ok(())
     }
 
     fn tree(

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use cairn_format::{ChunkId, EntryClass, EntryKind, EntryMeta, FileContent, Manifest, SnapshotId};
 
 use crate::atomic;
+use crate::delta;
 use crate::error::{IoContext, Result, StoreError};
 use crate::reader::{ChunkReader, FrameCache};
 use crate::snapshot::Progress;
@@ -433,7 +434,18 @@ pub(crate) fn stage_file(
             }
         })
     };
-    if reader.fetches_ahead() {
+    if f.content.is_delta() {
+        // A patch on a base (at most 64 MiB): rebuilt whole, every file
+        // of its chain checked, then written.
+        let bytes = delta::rebuild(reader, lists, &f.content, &ctx)?;
+        hasher.update_rayon(&bytes);
+        written += bytes.len() as u64;
+        progress.bytes(bytes.len() as u64);
+        out.write_all(&bytes).at(temp)?;
+        if let Some(w) = writeback.as_mut() {
+            w.maybe_start(written).at(temp)?;
+        }
+    } else if reader.fetches_ahead() {
         // A remote store: the file's chunks go in windows; each window is
         // fetched (in parallel ranges) while the one before is written.
         let mut front = std::mem::take(data);

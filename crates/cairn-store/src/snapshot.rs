@@ -19,6 +19,7 @@ use cairn_format::{
     SnapshotStats, SourceRoot, TreeEntry, TreeNode,
 };
 
+use crate::delta::DeltaBase;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::hitkeep::{self, BoundaryBuilder, Classifier, HitkeepPaths};
 use crate::ingest::Ingest;
@@ -61,6 +62,9 @@ pub struct SnapshotOptions {
     /// When not empty, take only these paths (absolute, canonical) of the
     /// roots, with the directories leading to them.
     pub only: Vec<PathBuf>,
+    /// Files (absolute, canonical) that may be stored as a patch against
+    /// a base ([`DeltaBase`]) when that is smaller.
+    pub delta_bases: HashMap<PathBuf, DeltaBase>,
 }
 
 /// Progress callbacks; the CLI draws bars from them.
@@ -304,9 +308,14 @@ fn take(
     let on_bytes = |n| progress.bytes(n);
     let ingest = Ingest {
         sink,
+        reader: &reader,
         config: store.config(),
         bytes_read: &bytes_read,
         on_bytes: &on_bytes,
+    };
+    let read = |i: usize| match opts.delta_bases.get(&files[i].path) {
+        Some(base) => ingest.file_against(&files[i].path, base),
+        None => ingest.file(&files[i].path),
     };
     let is_wal = |f: &FileJob| f.path.as_os_str().as_bytes().ends_with(b".wal");
     let mut results: Vec<Option<FileContent>> = vec![None; files.len()];
@@ -321,7 +330,7 @@ fn take(
         let mut done: Vec<(usize, Result<FileContent>)> = small
             .par_iter()
             .map(|&i| {
-                let r = ingest.file(&files[i].path);
+                let r = read(i);
                 progress.file_done();
                 (i, r)
             })
@@ -341,7 +350,7 @@ fn take(
                     let Some(i) = next.lock().expect("file queue lock").next() else {
                         break;
                     };
-                    let r = ingest.file(&files[i].path);
+                    let r = read(i);
                     progress.file_done();
                     large_done.lock().expect("results lock").push((i, r));
                 });

@@ -11,7 +11,7 @@
 //!   the block's own checksum), 64 children per upper node, since blocks
 //!   never move within the file.
 
-use cairn_format::{ChunkId, ChunkList, ListChild, ListNode, TreeNode};
+use cairn_format::{ChunkId, ChunkList, FileContent, ListChild, ListNode, TreeNode};
 
 use crate::error::{FormatContext, Result};
 use crate::packer::ChunkSink;
@@ -170,6 +170,17 @@ pub(crate) fn load_list_node(
 ) -> Result<ListNode> {
     let bytes = reader.read(id, cache, context)?;
     ListNode::decode(&bytes).what(format!("list node {} of {}", id.short(), context()))
+}
+
+/// Loads a file content record (a delta's base).
+pub(crate) fn load_file_record(
+    reader: &ChunkReader<'_>,
+    id: &ChunkId,
+    cache: &mut FrameCache,
+    context: &dyn Fn() -> String,
+) -> Result<FileContent> {
+    let bytes = reader.read(id, cache, context)?;
+    FileContent::decode(&bytes).what(format!("base record {} of {}", id.short(), context()))
 }
 
 /// Loads a directory node.
