@@ -464,3 +464,67 @@ impl TreeNode {
         Ok(node)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(layout: ContentLayout) -> FileContent {
+        FileContent {
+            size: 10,
+            hash: [7; 32],
+            layout,
+            chunks: ChunkList::Inline(vec![ListChild {
+                id: ChunkId::of(b"patch"),
+                len: 5,
+                tag: 0,
+            }]),
+        }
+    }
+
+    fn tree(c: FileContent) -> TreeNode {
+        TreeNode {
+            entries: vec![TreeEntry {
+                name: b"f".to_vec(),
+                meta: EntryMeta::default(),
+                kind: EntryKind::File(c),
+                class: EntryClass::Other,
+            }],
+        }
+    }
+
+    fn version(bytes: &[u8]) -> u16 {
+        u16::from_le_bytes([bytes[4], bytes[5]])
+    }
+
+    #[test]
+    fn objects_without_a_delta_keep_version_1_and_with_one_take_version_2() {
+        let plain = content(ContentLayout::Cdc);
+        let delta = content(ContentLayout::Delta {
+            base: ChunkId::of(b"base record"),
+            depth: 3,
+        });
+        for (c, want) in [(plain, 1), (delta, 2)] {
+            let rec = c.encode().unwrap();
+            assert_eq!(version(&rec), want);
+            assert_eq!(FileContent::decode(&rec).unwrap(), c);
+            let node = tree(c);
+            let bytes = node.encode().unwrap();
+            assert_eq!(version(&bytes), want);
+            assert_eq!(TreeNode::decode(&bytes).unwrap(), node);
+        }
+    }
+
+    #[test]
+    fn a_delta_depth_outside_the_chain_cap_is_refused() {
+        for depth in [0, MAX_DELTA_DEPTH + 1, u32::MAX] {
+            let c = content(ContentLayout::Delta {
+                base: ChunkId::of(b"base record"),
+                depth,
+            });
+            let err = FileContent::decode(&c.encode().unwrap()).unwrap_err();
+            assert!(err.to_string().contains("delta depth"), "{err}");
+            assert!(TreeNode::decode(&tree(c).encode().unwrap()).is_err());
+        }
+    }
+}
