@@ -156,7 +156,9 @@ pub enum Command {
     /// List the drills recorded in the store.
     Drills,
     /// Import HitKeep's built-in backups (HITKEEP_BACKUP_PATH) as
-    /// snapshots, one per backup run, skipping runs already imported.
+    /// snapshots, one per backup run, skipping runs already imported. Each
+    /// export file is stored as a patch against the same file of the run
+    /// before (24 hourly runs take about 5 % of their size).
     ImportHitkeepBackups(crate::cmd_import::ImportArgs),
 }
 
