@@ -607,3 +607,95 @@ fn runs_stored_as_patches_restore_check_and_survive_forget_and_prune() {
         }
     }
 }
+
+/// Moves runs `from..to` of `backup` aside (`{ts}.later`), or back.
+fn set_aside(backup: &Path, runs: std::ops::Range<usize>, aside: bool) {
+    for i in runs {
+        let ts = synthetic_ts(i);
+        for place in ["shared", "tenants/0b6c2b7e-3c1f-4a7e-9d55-1f0c9a2f4e11"] {
+            let d = backup.join(place).join(&ts);
+            let later = d.with_extension("later");
+            let (a, b) = if aside { (d, later) } else { (later, d) };
+            fs::rename(a, b).unwrap();
+        }
+    }
+}
+
+fn pack_names(store: &Path) -> BTreeSet<PathBuf> {
+    fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[test]
+fn a_run_is_not_patched_onto_a_damaged_base_and_an_unchanged_run_stores_no_data() {
+    const RUNS: usize = 12;
+    let s = Scratch::new();
+    let orig = s.path("orig");
+    synthetic_runs(&orig, RUNS);
+    // Run 12: run 11 again, an hour later (nothing changed).
+    for place in ["shared", "tenants/0b6c2b7e-3c1f-4a7e-9d55-1f0c9a2f4e11"] {
+        copy_tree(
+            &orig.join(place).join(synthetic_ts(RUNS - 1)),
+            &orig.join(place).join(synthetic_ts(RUNS)),
+        );
+    }
+    let backup = s.path("backup");
+    copy_tree(&orig, &backup);
+    s.ok(&["init"]);
+    set_aside(&backup, 9..RUNS + 1, true);
+    import(&s, &backup, &["--min-age", "0"]);
+    let before = pack_names(&s.store());
+    set_aside(&backup, 9..10, false);
+    import(&s, &backup, &["--min-age", "0"]);
+
+    // Damage run 9's patches (its data pack: every entry a data chunk),
+    // and let repair drop them.
+    let data_pack = pack_names(&s.store())
+        .difference(&before)
+        .find(|p| {
+            let t = cairn_format::pack::parse_pack(&fs::read(p).unwrap()).unwrap();
+            t.entries
+                .iter()
+                .all(|e| e.kind == cairn_format::pack::BlobKind::Data)
+        })
+        .cloned()
+        .expect("run 9 wrote a data pack");
+    let mut bytes = fs::read(&data_pack).unwrap();
+    bytes[16 + 12 + 4] ^= 0x40;
+    fs::write(&data_pack, &bytes).unwrap();
+    assert_eq!(s.cairn(&["repair"]).status.code(), Some(1));
+
+    // Run 10 is stored as its bytes, not as a patch on the damaged run 9,
+    // so it and every later run restore whole; only run 9 stays damaged.
+    set_aside(&backup, 10..RUNS + 1, false);
+    let r = import(&s, &backup, &["--min-age", "0"]);
+    assert_eq!(r["imported"].as_array().unwrap().len(), RUNS + 1 - 10);
+    let out = s.path("out");
+    for i in 10..=RUNS {
+        s.ok(&[
+            "-q",
+            "restore",
+            "--as-hitkeep-backup",
+            "--snapshot",
+            &synthetic_ts(i),
+            "--target",
+            out.to_str().unwrap(),
+        ]);
+        for d in export_dirs(&orig, &synthetic_ts(i)) {
+            assert_same_tree(&d, &out.join(d.strip_prefix(&orig).unwrap()));
+        }
+    }
+    let check = s.cairn(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains(&synthetic_ts(9)), "{report}");
+    for i in 10..=RUNS {
+        assert!(!report.contains(&synthetic_ts(i)), "run {i}: {report}");
+    }
+
+    // The unchanged run took the records of the run before: no data.
+    let last = parse_json(&s.ok(&["--json", "show", &synthetic_ts(RUNS)]));
+    assert_eq!(last["new_data_bytes"], 0, "{last:#}");
+}

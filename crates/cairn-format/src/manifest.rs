@@ -195,10 +195,16 @@ impl Manifest {
     }
 
     /// Encodes the manifest file.
+    ///
+    /// An import of HitKeep backups is version 2 (its trees hold deltas,
+    /// and a cairn that predates them should refuse the snapshot by name,
+    /// not find its directories damaged); so is a manifest whose root is
+    /// a delta file. Any other is version 1.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        let delta = self.roots.iter().any(
-            |r| matches!(&r.file, Some(TreeEntry { kind: EntryKind::File(c), .. }) if c.is_delta()),
-        );
+        let delta = self.is_backup_import()
+            || self.roots.iter().any(|r| {
+                matches!(&r.file, Some(TreeEntry { kind: EntryKind::File(c), .. }) if c.is_delta())
+            });
         envelope::encode(delta_kind(MANIFEST, delta), self)
     }
 

@@ -677,20 +677,16 @@ impl Walker<'_, '_> {
         if let Some((base, depth)) = c.delta_base() {
             // The chunks are a patch: its length says nothing of the
             // file's. The base must be sound, one level shallower.
-            let (below, fault) = self.base(&base)?;
-            if fault.is_some() {
-                return Ok(fault);
-            }
-            if below + 1 != depth {
+            if c.size > MAX_DELTA_FILE {
                 return Ok(Some(Fault::Invalid {
-                    what: format!("delta base record {}", base.short()),
+                    what: "file".into(),
                     cause: FormatError::Invalid {
                         what: "delta chain",
-                        detail: format!("a delta of depth {depth} on a base of depth {below}"),
+                        detail: format!("a delta of {} bytes is past the delta limit", c.size),
                     },
                 }));
             }
-            return Ok(None);
+            return self.base(&base, depth);
         }
         if len != c.size {
             return Ok(Some(Fault::Invalid {
@@ -704,46 +700,49 @@ impl Walker<'_, '_> {
         Ok(None)
     }
 
-    /// Checks a delta's base record and the base's own content (once per
-    /// record, however many deltas share it); returns the base's depth
-    /// and its damage. Each level down is one shallower (checked before
-    /// going down), so this recurses at most `MAX_DELTA_DEPTH` deep.
-    fn base(&mut self, id: &ChunkId) -> Result<(u32, Option<Fault>)> {
-        if let Some(r) = self.bases.get(id) {
-            return Ok(r.clone());
+    /// Checks the base record of a delta of `depth`: it decodes, is one
+    /// level shallower (checked before going down, so this recurses at
+    /// most `MAX_DELTA_DEPTH` deep whatever the store holds), and its own
+    /// content is sound (once per record, however many deltas share it).
+    fn base(&mut self, id: &ChunkId, depth: u32) -> Result<Option<Fault>> {
+        let invalid = |cause| {
+            Some(Fault::Invalid {
+                what: format!("delta base record {}", id.short()),
+                cause,
+            })
+        };
+        let shallower = |below: u32| {
+            (below + 1 != depth).then(|| {
+                invalid(FormatError::Invalid {
+                    what: "delta chain",
+                    detail: format!("a delta of depth {depth} on a base of depth {below}"),
+                })
+            })
+        };
+        if let Some((below, fault)) = self.bases.get(id) {
+            return Ok(shallower(*below).unwrap_or_else(|| fault.clone()));
         }
-        let r = match self.read_meta(id, "delta base record")? {
-            Err(f) => (0, Some(f)),
+        let rec = match self.read_meta(id, "delta base record")? {
+            Err(f) => return Ok(Some(f)),
             Ok(bytes) => match FileContent::decode(&bytes) {
-                Err(cause) => (
-                    0,
-                    Some(Fault::Invalid {
-                        what: format!("delta base record {}", id.short()),
-                        cause,
-                    }),
-                ),
-                Ok(rec) => {
-                    let depth = rec.delta_base().map_or(0, |(_, d)| d);
-                    let fault = if depth == 0 && rec.size > MAX_DELTA_FILE {
-                        Some(Fault::Invalid {
-                            what: format!("delta base record {}", id.short()),
-                            cause: FormatError::Invalid {
-                                what: "delta chain",
-                                detail: format!(
-                                    "a base of {} bytes is past the delta limit",
-                                    rec.size
-                                ),
-                            },
-                        })
-                    } else {
-                        self.file(&rec)?
-                    };
-                    (depth, fault)
-                }
+                Err(cause) => return Ok(invalid(cause)),
+                Ok(rec) => rec,
             },
         };
-        self.bases.insert(*id, r.clone());
-        Ok(r)
+        let below = rec.delta_base().map_or(0, |(_, d)| d);
+        if let Some(fault) = shallower(below) {
+            return Ok(fault);
+        }
+        let fault = if below == 0 && rec.size > MAX_DELTA_FILE {
+            invalid(FormatError::Invalid {
+                what: "delta chain",
+                detail: format!("a base of {} bytes is past the delta limit", rec.size),
+            })
+        } else {
+            self.file(&rec)?
+        };
+        self.bases.insert(*id, (below, fault.clone()));
+        Ok(fault)
     }
 
     /// Checks that a data chunk is indexed (and, when its pack was read,

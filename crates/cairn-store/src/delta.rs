@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use cairn_format::delta::{apply_patch, MAX_DELTA_FILE};
 use cairn_format::{FileContent, FormatError, MAX_DELTA_DEPTH};
@@ -21,6 +22,38 @@ use cairn_format::{FileContent, FormatError, MAX_DELTA_DEPTH};
 use crate::error::{FormatContext, Result, StoreError};
 use crate::reader::{ChunkReader, FrameCache};
 use crate::tree::{for_each_chunk, load_file_record};
+
+/// Files rebuilt in memory at once by restores (each holds up to three
+/// copies of a file of at most 64 MiB: its base, its patch, itself).
+const REBUILDS_AT_ONCE: usize = 2;
+
+static REBUILDS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// Leave to hold one rebuilt file in memory; given back on drop. The
+/// holder must not wait on rayon work while it holds it (a rayon thread
+/// waiting for a join can steal a task that waits for a permit).
+pub(crate) struct RebuildPermit(());
+
+impl RebuildPermit {
+    /// Waits until fewer than [`REBUILDS_AT_ONCE`] are held.
+    pub(crate) fn wait() -> Self {
+        let (count, freed) = &REBUILDS;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= REBUILDS_AT_ONCE {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Self(())
+    }
+}
+
+impl Drop for RebuildPermit {
+    fn drop(&mut self) {
+        let (count, freed) = &REBUILDS;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
 
 /// What a new file may be stored as a patch against: the same file of an
 /// earlier snapshot.
@@ -41,6 +74,34 @@ pub(crate) fn depth_over(base: &FileContent) -> u32 {
 /// Whether a file of `size` bytes may be stored against `base`.
 pub(crate) fn may_patch(base: &FileContent, size: u64) -> bool {
     size <= MAX_DELTA_FILE && base.size <= MAX_DELTA_FILE && depth_over(base) <= MAX_DELTA_DEPTH
+}
+
+/// Whether everything `c` needs is in the store: its chunks and, down its
+/// chain, every base record and every base's chunks (each read through
+/// the index; anything missing or unreadable is a no).
+pub(crate) fn whole_in_store(
+    reader: &ChunkReader<'_>,
+    cache: &mut FrameCache,
+    c: &FileContent,
+    context: &dyn Fn() -> String,
+) -> bool {
+    let mut rec = c.clone();
+    for _ in 0..=MAX_DELTA_DEPTH {
+        let listed = for_each_chunk(reader, &rec.chunks, cache, context, &mut |child| {
+            reader.locate(&child.id, context).map(drop)
+        });
+        if listed.is_err() {
+            return false;
+        }
+        match rec.delta_base() {
+            None => return true,
+            Some((base, _)) => match load_file_record(reader, &base, cache, context) {
+                Ok(r) => rec = r,
+                Err(_) => return false,
+            },
+        }
+    }
+    false
 }
 
 /// The bytes of `base`: from its local copy when that still matches,

@@ -272,7 +272,11 @@ pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Res
     for run in &plan.runs {
         let ts = run.ts.to_string();
         let delta_bases = match earlier.range(..ts.clone()).next_back() {
-            Some((prev_ts, prev)) => delta_bases(&reader, &plan.from, run, prev_ts, prev)?,
+            // A predecessor whose tree cannot be read gives no bases: the
+            // run is stored as its bytes (and `check` reports the damage).
+            Some((prev_ts, prev)) => {
+                delta_bases(&reader, &plan.from, run, prev_ts, prev).unwrap_or_default()
+            }
             None => HashMap::new(),
         };
         let labels = BTreeMap::from([

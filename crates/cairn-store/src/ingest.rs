@@ -137,25 +137,37 @@ impl Ingest<'_, '_> {
             return Ok(None);
         }
         let hash = *blake3::hash(&bytes).as_bytes();
+        let context = || path.display().to_string();
+        let mut cache = FrameCache::default();
+        // A base with a chunk gone (a repair dropped a damaged one) is not
+        // built on: the file is stored as its bytes, which heals it.
+        if !delta::whole_in_store(self.reader, &mut cache, &base.content, &context) {
+            return Ok(None);
+        }
+        if hash == base.content.hash && size == base.content.size {
+            // Unchanged since the run before: the same record, no patch.
+            self.count(bytes.len());
+            return Ok(Some(base.content.clone()));
+        }
         if let Some(rec) = self.sink.known_file(&hash)? {
             if rec.size == size {
                 self.count(bytes.len());
                 return Ok(Some(rec));
             }
         }
-        let context = || path.display().to_string();
-        let base_bytes =
-            delta::base_bytes(self.reader, &mut FrameCache::default(), base, &context)?;
+        // A base that cannot be had (damaged, or not its hash) is no
+        // reason to fail the import: the file is stored as its bytes.
+        let Ok(base_bytes) = delta::base_bytes(self.reader, &mut cache, base, &context) else {
+            return Ok(None);
+        };
         let patch = cairn_format::delta::encode_patch(&base_bytes, &bytes).what(context())?;
         if patch.len() as u64 > size / 2 {
             return Ok(None);
         }
         // A patch that would not give the file back is never stored.
-        let rebuilt = cairn_format::delta::apply_patch(&base_bytes, &patch, size).what(context())?;
-        if rebuilt != bytes {
-            return Err(StoreError::FileHashMismatch {
-                path: path.to_owned(),
-            });
+        match cairn_format::delta::apply_patch(&base_bytes, &patch, size) {
+            Ok(rebuilt) if rebuilt == bytes => {}
+            _ => return Ok(None),
         }
         self.count(bytes.len());
         let record = base.content.encode().what("delta base record")?;
@@ -181,7 +193,8 @@ impl Ingest<'_, '_> {
             },
             chunks: list.finish()?,
         };
-        self.sink.remember_file(&content)?;
+        // Not remembered for whole-file dedup: another file with these
+        // bytes would take on this file's chain of bases.
         Ok(Some(content))
     }
 

@@ -152,8 +152,8 @@ impl<'s> ChunkSink<'s> {
             .collect()
     }
 
-    /// The content recorded for a whole-file hash, if all its chunks (and
-    /// a delta's base record) are still indexed at the top level.
+    /// The content recorded for a whole-file hash, if all its chunks are
+    /// still indexed at the top level.
     pub fn known_file(&self, hash: &[u8; 32]) -> Result<Option<FileContent>> {
         let Some(bytes) = self.store.index().file_by_hash(hash)? else {
             return Ok(None);
@@ -161,13 +161,16 @@ impl<'s> ChunkSink<'s> {
         let Ok(rec) = FileContent::decode(&bytes) else {
             return Ok(None);
         };
-        let mut top: Vec<ChunkId> = match &rec.chunks {
+        // Delta records are never remembered; one found here (a crafted
+        // or future index) is not taken: it would tie this file to another
+        // file's chain of bases.
+        if rec.is_delta() {
+            return Ok(None);
+        }
+        let top: Vec<ChunkId> = match &rec.chunks {
             ChunkList::Inline(c) => c.iter().map(|c| c.id).collect(),
             ChunkList::Tree { root, .. } => vec![*root],
         };
-        // A delta needs its base too (its record's chunk stands for the
-        // chain below, as a list root stands for the list).
-        top.extend(rec.delta_base().map(|(base, _)| base));
         for id in &top {
             if !self.store.index().contains(id)? {
                 return Ok(None);

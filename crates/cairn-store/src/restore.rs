@@ -436,9 +436,11 @@ pub(crate) fn stage_file(
     };
     if f.content.is_delta() {
         // A patch on a base (at most 64 MiB): rebuilt whole, every file
-        // of its chain checked, then written.
+        // of its chain checked, then written; a few at a time, and without
+        // rayon while the permit is held.
+        let _permit = delta::RebuildPermit::wait();
         let bytes = delta::rebuild(reader, lists, &f.content, &ctx)?;
-        hasher.update_rayon(&bytes);
+        hasher.update(&bytes);
         written += bytes.len() as u64;
         progress.bytes(bytes.len() as u64);
         out.write_all(&bytes).at(temp)?;
