@@ -235,6 +235,28 @@ fn main() {
         "envelope-v0",
         &patched(&whole.encode().unwrap(), 4, 0),
     );
+    // A delta (envelope version 2) and ones whose depth decode refuses.
+    let delta_at = |depth| {
+        file_content(
+            ContentLayout::Delta {
+                base: ChunkId::of(b"base record"),
+                depth,
+            },
+            ChunkList::Inline(vec![child(4, 120, 0)]),
+        )
+    };
+    let delta = delta_at(3);
+    out.put("file_content_decode", "delta", &delta.encode().unwrap());
+    out.put(
+        "file_content_decode",
+        "delta-depth-0",
+        &delta_at(0).encode().unwrap(),
+    );
+    out.put(
+        "file_content_decode",
+        "delta-depth-33",
+        &delta_at(33).encode().unwrap(),
+    );
 
     let tree = TreeNode {
         entries: vec![
@@ -259,6 +281,14 @@ fn main() {
     };
     let tree_bytes = tree.encode().unwrap();
     out.put("tree_node_decode", "four-kinds", &tree_bytes);
+    let with_delta = TreeNode {
+        entries: vec![entry(b"events.parquet", EntryKind::File(delta.clone()))],
+    };
+    out.put(
+        "tree_node_decode",
+        "delta-file",
+        &with_delta.encode().unwrap(),
+    );
     out.put(
         "tree_node_decode",
         "empty",
