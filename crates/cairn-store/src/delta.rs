@@ -11,8 +11,8 @@
 //!
 //! [`ContentLayout::Delta`]: cairn_format::ContentLayout::Delta
 
-use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
@@ -23,33 +23,46 @@ use crate::error::{FormatContext, Result, StoreError};
 use crate::reader::{ChunkReader, FrameCache};
 use crate::tree::{for_each_chunk, load_file_record};
 
-/// Files rebuilt in memory at once by restores (each holds up to three
-/// copies of a file of at most 64 MiB: its base, its patch, itself).
-const REBUILDS_AT_ONCE: usize = 2;
-
-static REBUILDS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
-
-/// Leave to hold one rebuilt file in memory; given back on drop. The
-/// holder must not wait on rayon work while it holds it (a rayon thread
+/// Leave to hold a delta's base in memory: a file's base, its patch and
+/// the file itself, each up to 64 MiB. Restores rebuild at most
+/// [`MemoryPermit::rebuild`]'s count of files at once, imports hold at most
+/// [`MemoryPermit::base`]'s count of bases. Given back on drop. The
+/// holder must not wait on rayon work while it holds one (a rayon thread
 /// waiting for a join can steal a task that waits for a permit).
-pub(crate) struct RebuildPermit(());
+pub(crate) struct MemoryPermit(&'static (Mutex<usize>, Condvar));
 
-impl RebuildPermit {
-    /// Waits until fewer than [`REBUILDS_AT_ONCE`] are held.
-    pub(crate) fn wait() -> Self {
-        let (count, freed) = &REBUILDS;
+/// Restores rebuilding a delta file at once.
+static REBUILDS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+/// Imports holding a delta's base at once.
+static BASES: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+/// How many of each.
+const AT_ONCE: usize = 2;
+
+impl MemoryPermit {
+    /// Leave to rebuild a delta file for a restore.
+    pub(crate) fn rebuild() -> Self {
+        Self::wait(&REBUILDS)
+    }
+
+    /// Leave to hold a base while a patch is made.
+    pub(crate) fn base() -> Self {
+        Self::wait(&BASES)
+    }
+
+    fn wait(slot: &'static (Mutex<usize>, Condvar)) -> Self {
+        let (count, freed) = slot;
         let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= REBUILDS_AT_ONCE {
+        while *n >= AT_ONCE {
             n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
         }
         *n += 1;
-        Self(())
+        Self(slot)
     }
 }
 
-impl Drop for RebuildPermit {
+impl Drop for MemoryPermit {
     fn drop(&mut self) {
-        let (count, freed) = &REBUILDS;
+        let (count, freed) = self.0;
         *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         freed.notify_one();
     }
@@ -77,8 +90,9 @@ pub(crate) fn may_patch(base: &FileContent, size: u64) -> bool {
 }
 
 /// Whether everything `c` needs is in the store: its chunks and, down its
-/// chain, every base record and every base's chunks (each read through
-/// the index; anything missing or unreadable is a no).
+/// chain, every base record and every base's chunks (looked up in the
+/// index, patches and records also read and verified; anything missing or
+/// unreadable is a no).
 pub(crate) fn whole_in_store(
     reader: &ChunkReader<'_>,
     cache: &mut FrameCache,
@@ -86,9 +100,18 @@ pub(crate) fn whole_in_store(
     context: &dyn Fn() -> String,
 ) -> bool {
     let mut rec = c.clone();
+    let mut data = FrameCache::default();
     for _ in 0..=MAX_DELTA_DEPTH {
+        // A patch's chunks are read and verified (they are small, and a
+        // damaged one would break every run built on it); a stored file's
+        // are only looked up, as whole-file dedup does.
+        let patch = rec.is_delta();
         let listed = for_each_chunk(reader, &rec.chunks, cache, context, &mut |child| {
-            reader.locate(&child.id, context).map(drop)
+            if patch {
+                reader.with_chunk(&child.id, &mut data, context, |_| ())
+            } else {
+                reader.locate(&child.id, context).map(drop)
+            }
         });
         if listed.is_err() {
             return false;
@@ -123,12 +146,18 @@ pub(crate) fn base_bytes(
 /// The file at `path` if it has `content`'s size and hash (any error
 /// reading it means "no").
 fn read_if_same(path: &Path, content: &FileContent) -> Option<Vec<u8>> {
-    let mut f = File::open(path).ok()?;
-    if f.metadata().ok()?.len() != content.size {
+    // A regular file only: no symlink followed, no FIFO waited on.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.len() != content.size {
         return None;
     }
     let mut bytes = Vec::with_capacity(content.size as usize);
-    f.read_to_end(&mut bytes).ok()?;
+    f.take(content.size + 1).read_to_end(&mut bytes).ok()?;
     (bytes.len() as u64 == content.size && *blake3::hash(&bytes).as_bytes() == content.hash)
         .then_some(bytes)
 }

@@ -260,12 +260,15 @@ fn entry(runs: &mut BTreeMap<SnapshotId, BackupRun>, ts: SnapshotId) -> &mut Bac
 /// the first failure; the runs imported before it stay.
 pub fn execute(store: &Store, plan: &ImportPlan, progress: &dyn Progress) -> Result<ImportReport> {
     let mut report = ImportReport::default();
-    // Imports already in the store, by `{ts}`: each run's files are stored
-    // as patches against the run before it.
+    // Imports of this backup path already in the store, by `{ts}`: each
+    // run's files are stored as patches against the run before it (never
+    // against another HitKeep's, whose history would then stay alive).
+    let from = plan.from.display().to_string();
     let mut earlier: BTreeMap<String, Manifest> = store
         .snapshots()?
         .into_iter()
         .filter(is_backup_import)
+        .filter(|m| m.labels.get(LABEL_BACKUP_FROM) == Some(&from))
         .filter_map(|m| Some((m.labels.get(LABEL_BACKUP_TS)?.clone(), m)))
         .collect();
     let reader = ChunkReader::new(store);

@@ -123,14 +123,17 @@ impl Ingest<'_, '_> {
     }
 
     fn try_delta(&self, path: &Path, base: &DeltaBase) -> Result<Option<FileContent>> {
-        let mut file = File::open(path).at(path)?;
+        let file = File::open(path).at(path)?;
         let before = file.metadata().at(path)?;
         let size = before.len();
-        if !delta::may_patch(&base.content, size) {
+        // Not a regular file any more (replaced since the walk): the
+        // ordinary read deals with it.
+        if !before.is_file() || !delta::may_patch(&base.content, size) {
             return Ok(None);
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        std::io::Read::read_to_end(&mut file, &mut bytes).at(path)?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(&file, size + 1), &mut bytes)
+            .at(path)?;
         let after = file.metadata().at(path)?;
         if bytes.len() as u64 != size || !same_stat(&before, &after) {
             // Changing: the ordinary read retries and gives up cleanly.
@@ -155,20 +158,9 @@ impl Ingest<'_, '_> {
                 return Ok(Some(rec));
             }
         }
-        // A base that cannot be had (damaged, or not its hash) is no
-        // reason to fail the import: the file is stored as its bytes.
-        let Ok(base_bytes) = delta::base_bytes(self.reader, &mut cache, base, &context) else {
+        let Some(patch) = self.patch(base, &bytes, &mut cache, &context) else {
             return Ok(None);
         };
-        let patch = cairn_format::delta::encode_patch(&base_bytes, &bytes).what(context())?;
-        if patch.len() as u64 > size / 2 {
-            return Ok(None);
-        }
-        // A patch that would not give the file back is never stored.
-        match cairn_format::delta::apply_patch(&base_bytes, &patch, size) {
-            Ok(rebuilt) if rebuilt == bytes => {}
-            _ => return Ok(None),
-        }
         self.count(bytes.len());
         let record = base.content.encode().what("delta base record")?;
         let base_id = self.sink.put_meta(record)?;
@@ -196,6 +188,29 @@ impl Ingest<'_, '_> {
         // Not remembered for whole-file dedup: another file with these
         // bytes would take on this file's chain of bases.
         Ok(Some(content))
+    }
+
+    /// The patch from `base` to `bytes`, when it can be made, is at most
+    /// half the file, and gives the file back. A base that cannot be had
+    /// (damaged, or not its hash) or zstd failing is no reason to fail the
+    /// import: `None`, and the file is stored as its bytes. The base is
+    /// held under a [`delta::MemoryPermit`], with no rayon work inside.
+    fn patch(
+        &self,
+        base: &DeltaBase,
+        bytes: &[u8],
+        cache: &mut FrameCache,
+        context: &dyn Fn() -> String,
+    ) -> Option<Vec<u8>> {
+        let _permit = delta::MemoryPermit::base();
+        let base_bytes = delta::base_bytes(self.reader, cache, base, context).ok()?;
+        let patch = cairn_format::delta::encode_patch(&base_bytes, bytes).ok()?;
+        if patch.len() > bytes.len() / 2 {
+            return None;
+        }
+        // A patch that would not give the file back is never stored.
+        let rebuilt = cairn_format::delta::apply_patch(&base_bytes, &patch, bytes.len() as u64);
+        (rebuilt.ok()? == bytes).then_some(patch)
     }
 
     /// One read. `bad_header` carries a DuckDB header area whose live

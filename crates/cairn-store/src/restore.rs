@@ -438,7 +438,7 @@ pub(crate) fn stage_file(
         // A patch on a base (at most 64 MiB): rebuilt whole, every file
         // of its chain checked, then written; a few at a time, and without
         // rayon while the permit is held.
-        let _permit = delta::RebuildPermit::wait();
+        let _permit = delta::MemoryPermit::rebuild();
         let bytes = delta::rebuild(reader, lists, &f.content, &ctx)?;
         hasher.update(&bytes);
         written += bytes.len() as u64;
