@@ -21,7 +21,7 @@ pub use config::{ChunkingParams, Compression, StoreConfig, FORMAT_VERSION};
 pub use error::FormatError;
 pub use id::{ChunkId, PackId, SnapshotId};
 pub use manifest::{
-    ArchiveLocation, Boundary, ChunkList, ContentLayout, DbCapture, EntryClass, EntryKind,
-    EntryMeta, FileContent, ListChild, ListNode, Manifest, SnapshotStats, SourceRoot,
+    ArchiveLocation, Boundary, ChunkList, ChunkListHasher, ContentLayout, DbCapture, EntryClass,
+    EntryKind, EntryMeta, FileContent, ListChild, ListNode, Manifest, SnapshotStats, SourceRoot,
     TenantSummary, TreeEntry, TreeNode, MAX_DELTA_DEPTH,
 };

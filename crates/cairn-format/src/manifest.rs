@@ -14,16 +14,17 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::{self, Kind};
 use crate::{ChunkId, FormatError, SnapshotId};
 
-/// Manifests: versioned like tree nodes (a root may be a single file).
+/// Manifests: version 2 since deltas and listed DuckDB files.
 const MANIFEST: Kind = Kind {
     magic: *b"CSNP",
     version: 2,
     name: "snapshot manifest",
 };
 /// Tree nodes: version 2 when an entry's content is a
-/// [`ContentLayout::Delta`], else 1, so a store without deltas stays
-/// readable by a cairn that predates them and one with deltas is refused
-/// clearly (newer version) rather than misread.
+/// [`ContentLayout::Delta`] or [`ContentLayout::DuckDbListed`], else 1
+/// (an unchanged node keeps its bytes, so its id, across the upgrade); a
+/// cairn that predates them refuses them clearly (newer version) rather
+/// than misreading them.
 const TREE: Kind = Kind {
     magic: *b"CTRE",
     version: 2,
@@ -36,10 +37,11 @@ const FILE: Kind = Kind {
     name: "file content record",
 };
 
-/// `kind` at version 1 (the version before deltas) when `delta` is false.
-fn delta_kind(kind: Kind, delta: bool) -> Kind {
+/// `kind` at version 1 (the version before deltas and listed DuckDB
+/// files) unless the object holds one of those.
+fn versioned(kind: Kind, v2: bool) -> Kind {
     Kind {
-        version: if delta { kind.version } else { 1 },
+        version: if v2 { kind.version } else { 1 },
         ..kind
     }
 }
@@ -194,18 +196,12 @@ impl Manifest {
         self.labels.get(LABEL_IMPORT).map(String::as_str) == Some(IMPORT_HITKEEP_BACKUP)
     }
 
-    /// Encodes the manifest file.
-    ///
-    /// An import of HitKeep backups is version 2 (its trees hold deltas,
-    /// and a cairn that predates them should refuse the snapshot by name,
-    /// not find its directories damaged); so is a manifest whose root is
-    /// a delta file. Any other is version 1.
+    /// Encodes the manifest file, always at version 2: its trees may
+    /// hold version-2 nodes (deltas, listed DuckDB files), and a cairn that
+    /// predates them should refuse the snapshot by name rather than find
+    /// its directories damaged. Version 1 manifests read the same.
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        let delta = self.is_backup_import()
-            || self.roots.iter().any(|r| {
-                matches!(&r.file, Some(TreeEntry { kind: EntryKind::File(c), .. }) if c.is_delta())
-            });
-        envelope::encode(delta_kind(MANIFEST, delta), self)
+        envelope::encode(MANIFEST, self)
     }
 
     /// Decodes a manifest file.
@@ -254,6 +250,16 @@ pub enum ContentLayout {
         /// The live database header's iteration when captured.
         iteration: u64,
     },
+    /// A DuckDB file cut as [`DuckDb`](Self::DuckDb), whose `hash` is
+    /// the hash of its chunk list ([`ChunkListHasher`]), not of its bytes:
+    /// every chunk is checked against its id when read, so the file is
+    /// checked without hashing its bytes a second time.
+    DuckDbListed {
+        /// Block size read from the file (256 KiB by default).
+        block_size: u32,
+        /// The live database header's iteration when captured.
+        iteration: u64,
+    },
     /// A zstd patch against another file's content ([`crate::delta`]):
     /// the chunks are the patch, not the file. Rebuilding the file needs
     /// the base's content first (and its base's, down a chain of at most
@@ -265,6 +271,60 @@ pub enum ContentLayout {
         /// 1 + the base's depth (0 for a base that is not a delta).
         depth: u32,
     },
+}
+
+impl ContentLayout {
+    /// Block size and captured iteration of a DuckDB file, either kind.
+    pub fn duckdb(&self) -> Option<(u32, u64)> {
+        match *self {
+            Self::DuckDb {
+                block_size,
+                iteration,
+            }
+            | Self::DuckDbListed {
+                block_size,
+                iteration,
+            } => Some((block_size, iteration)),
+            _ => None,
+        }
+    }
+
+    /// Whether the file's `hash` is of its chunk list ([`ChunkListHasher`])
+    /// rather than of its bytes.
+    pub fn hash_is_of_list(&self) -> bool {
+        matches!(self, Self::DuckDbListed { .. })
+    }
+
+    /// Whether an object holding this layout is written as version 2.
+    fn needs_v2(&self) -> bool {
+        matches!(self, Self::DuckDbListed { .. } | Self::Delta { .. })
+    }
+}
+
+/// The hash of a file's chunk list: blake3 (in its key-derivation mode,
+/// so it is never the hash of some bytes) over each data chunk's id and
+/// length (u64 LE), in file order.
+pub struct ChunkListHasher(blake3::Hasher);
+
+impl Default for ChunkListHasher {
+    fn default() -> Self {
+        Self(blake3::Hasher::new_derive_key(
+            "cairn 2026-11-26 chunk list of a file",
+        ))
+    }
+}
+
+impl ChunkListHasher {
+    /// Adds the next data chunk.
+    pub fn push(&mut self, id: &ChunkId, len: u64) {
+        self.0.update(&id.0);
+        self.0.update(&len.to_le_bytes());
+    }
+
+    /// The hash.
+    pub fn finalize(&self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
 }
 
 /// Longest chain of deltas a reader follows: a file `depth` deltas deep
@@ -335,7 +395,7 @@ impl FileContent {
     /// Encodes the record (the index keeps it for whole-file dedup; a
     /// delta's base is stored as one).
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        envelope::encode(delta_kind(FILE, self.is_delta()), self)
+        envelope::encode(versioned(FILE, self.layout.needs_v2()), self)
     }
 
     /// Decodes a record.
@@ -449,8 +509,8 @@ impl TreeNode {
         let delta = self
             .entries
             .iter()
-            .any(|e| matches!(&e.kind, EntryKind::File(c) if c.is_delta()));
-        envelope::encode(delta_kind(TREE, delta), self)
+            .any(|e| matches!(&e.kind, EntryKind::File(c) if c.layout.needs_v2()));
+        envelope::encode(versioned(TREE, delta), self)
     }
 
     /// Decodes a node and checks names are sorted and unique.

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use cairn_chunk::duckdb_check;
-use cairn_format::{ArchiveLocation, Boundary, ContentLayout, EntryClass, Manifest, SnapshotId};
+use cairn_format::{ArchiveLocation, Boundary, EntryClass, Manifest, SnapshotId};
 
 use crate::atomic;
 use crate::error::{IoContext, Result, StoreError};
@@ -156,6 +156,9 @@ pub struct PreparedDrill {
     not_restored: BTreeSet<PathBuf>,
     started: Instant,
     started_unix: i64,
+    /// The store's DuckDB chunk size (a listed DuckDB file's hash is of
+    /// its chunks).
+    duckdb_chunk: u32,
 }
 
 impl PreparedDrill {
@@ -296,6 +299,7 @@ pub fn prepare(
         not_restored,
         started,
         started_unix,
+        duckdb_chunk: store.config().chunking.duckdb_chunk,
     })
 }
 
@@ -340,7 +344,7 @@ pub fn verify(prepared: PreparedDrill) -> DrillRecord {
         .filter(|f| !p.not_restored.contains(&f.rel))
         .collect();
     let mut steps = vec![p.restore_step.clone()];
-    steps.push(file_hashes(&p.target, &restored));
+    steps.push(file_hashes(&p.target, &restored, p.duckdb_chunk));
     let (duckdb_step, dbs) = duckdb_structure(&p.target, &restored);
     steps.push(duckdb_step);
     steps.push(parquet_structure(&p.target, &restored));
@@ -443,12 +447,12 @@ fn make_dirs_writable(dir: &Path) {
     }
 }
 
-fn file_hashes(target: &Path, files: &[&PlannedFile]) -> DrillStep {
+fn file_hashes(target: &Path, files: &[&PlannedFile], duckdb_chunk: u32) -> DrillStep {
     let problems: Vec<String> = files
         .par_iter()
         .filter_map(|f| {
             let path = target.join(&f.rel);
-            match hash_file(&path) {
+            match crate::ingest::file_hash(&path, &f.content.layout, duckdb_chunk) {
                 Err(e) => Some(format!("{}: {e}", f.rel.display())),
                 Ok((len, hash)) if len != f.content.size || hash != f.content.hash => Some(
                     format!("{}: content differs from the snapshot", f.rel.display()),
@@ -465,22 +469,6 @@ fn file_hashes(target: &Path, files: &[&PlannedFile]) -> DrillStep {
     )
 }
 
-fn hash_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
-    let mut f = File::open(path)?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        len += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok((len, *h.finalize().as_bytes()))
-}
-
 /// A database in the restored tree and how its check went.
 struct DbFound {
     rel: PathBuf,
@@ -492,7 +480,7 @@ fn is_database(f: &PlannedFile) -> bool {
     matches!(
         f.class,
         EntryClass::ControlPlaneDb | EntryClass::TenantDb(_)
-    ) || matches!(f.content.layout, ContentLayout::DuckDb { .. })
+    ) || f.content.layout.duckdb().is_some()
 }
 
 fn duckdb_structure(target: &Path, files: &[&PlannedFile]) -> (DrillStep, Vec<DbFound>) {

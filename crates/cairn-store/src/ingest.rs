@@ -21,7 +21,9 @@ use cairn_chunk::duckdb::{self, Headers};
 use cairn_chunk::window::{Access, FileWindows};
 use cairn_chunk::Cut;
 use cairn_format::pack::{self, BlobKind, FrameChunk};
-use cairn_format::{ChunkId, ChunkList, ContentLayout, FileContent, ListChild, StoreConfig};
+use cairn_format::{
+    ChunkId, ChunkList, ChunkListHasher, ContentLayout, FileContent, ListChild, StoreConfig,
+};
 
 use crate::delta::{self, DeltaBase};
 use crate::error::{FormatContext, IoContext, Result, StoreError};
@@ -71,6 +73,48 @@ pub(crate) fn header_iteration(head: &[u8]) -> Option<u64> {
         return None;
     }
     Headers::parse(head).map(|h| h.live().iteration)
+}
+
+/// The length of the file at `path` and its hash as a snapshot records it
+/// for a file of `layout`: blake3 of the bytes, or for a listed DuckDB
+/// file the hash of the chunk list ingest would make of it (cut on its
+/// blocks into `duckdb_chunk`-byte chunks). Reads the file once.
+pub(crate) fn file_hash(
+    path: &Path,
+    layout: &ContentLayout,
+    duckdb_chunk: u32,
+) -> std::io::Result<(u64, [u8; 32])> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let size = f.metadata()?.len();
+    let block_size = match layout {
+        ContentLayout::DuckDbListed { block_size, .. } => *block_size,
+        _ => {
+            let mut h = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut len = 0u64;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    return Ok((len, *h.finalize().as_bytes()));
+                }
+                h.update(&buf[..n]);
+                len += n as u64;
+            }
+        }
+    };
+    let mut h = ChunkListHasher::default();
+    let mut buf = Vec::new();
+    for range in duckdb::block_ranges(size, block_size) {
+        buf.resize(range.len as usize, 0);
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, range.offset)?;
+        for cut in duckdb::cut_range(&range, duckdb_chunk) {
+            let at = (cut.offset - range.offset) as usize;
+            let bytes = &buf[at..at + cut.len as usize];
+            h.push(&ChunkId::of(bytes), bytes.len() as u64);
+        }
+    }
+    Ok((size, h.finalize()))
 }
 
 /// Whether a file's size, mtime and ctime are the same in both stats.
@@ -378,7 +422,9 @@ impl Ingest<'_, '_> {
         let ranges: Vec<_> = duckdb::block_ranges(size, block_size).collect();
         let per_window = (DB_WINDOW / block_size as usize).max(1);
         let mut list = ListWriter::new(self.sink, Grouping::Positional);
-        let mut hasher = blake3::Hasher::new();
+        // The file's hash is its chunk list's: each chunk is hashed once,
+        // for its id, and never the whole file a second time.
+        let mut hasher = ChunkListHasher::default();
         // The next window is read while this one is hashed, compressed and
         // packed (two buffers of DB_WINDOW bytes).
         let groups: Vec<&[duckdb::BlockRange]> = ranges.chunks(per_window).collect();
@@ -409,8 +455,8 @@ impl Ingest<'_, '_> {
         }
         Ok(FileContent {
             size,
-            hash: *hasher.finalize().as_bytes(),
-            layout: ContentLayout::DuckDb {
+            hash: hasher.finalize(),
+            layout: ContentLayout::DuckDbListed {
                 block_size,
                 iteration: headers.live().iteration,
             },
@@ -425,18 +471,20 @@ impl Ingest<'_, '_> {
         group: &[duckdb::BlockRange],
         bytes: &[u8],
         list: &mut ListWriter,
-        hasher: &mut blake3::Hasher,
+        hasher: &mut ChunkListHasher,
         path: &Path,
     ) -> Result<()> {
         let chunk = self.config.chunking.duckdb_chunk;
         let off = group[0].offset;
-        hasher.update_rayon(bytes);
         self.count(bytes.len());
         let per_range: Vec<Vec<Cut>> = group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
         let cuts: Vec<Cut> = per_range.iter().flatten().copied().collect();
         let mut children = self
             .store_chunks(bytes, off, &cuts, false, path)?
             .into_iter();
+        for child in children.as_slice() {
+            hasher.push(&child.id, child.len);
+        }
         for (r, rc) in group.iter().zip(&per_range) {
             let tag = if r.offset >= duckdb::HEADER_AREA && r.len >= 8 {
                 let s = (r.offset - off) as usize;

@@ -160,14 +160,15 @@ fn in_scope(scope: &Scope, class: &EntryClass) -> bool {
     }
 }
 
-fn same_content(path: &Path, f: &PlannedFile) -> bool {
+fn same_content(path: &Path, f: &PlannedFile, duckdb_chunk: u32) -> bool {
     match fs::metadata(path) {
         Ok(m) if m.is_file() && m.len() == f.content.size => {}
         _ => return false,
     }
-    let mut h = blake3::Hasher::new();
-    let hashed = fs::File::open(path).and_then(|file| h.update_reader(file).map(|_| ()));
-    hashed.is_ok() && *h.finalize().as_bytes() == f.content.hash
+    matches!(
+        crate::ingest::file_hash(path, &f.content.layout, duckdb_chunk),
+        Ok((len, hash)) if len == f.content.size && hash == f.content.hash
+    )
 }
 
 /// Plans a recovery of `manifest` (see the module docs).
@@ -244,7 +245,7 @@ pub fn plan(
         );
         let action = if fs::symlink_metadata(&dest).is_err() {
             Action::Create
-        } else if same_content(&dest, &f) {
+        } else if same_content(&dest, &f, store.config().chunking.duckdb_chunk) {
             Action::Unchanged
         } else {
             Action::Replace

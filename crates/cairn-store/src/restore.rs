@@ -18,7 +18,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
-use cairn_format::{ChunkId, EntryClass, EntryKind, EntryMeta, FileContent, Manifest, SnapshotId};
+use cairn_format::{
+    ChunkId, ChunkListHasher, EntryClass, EntryKind, EntryMeta, FileContent, Manifest, SnapshotId,
+};
 
 use crate::atomic;
 use crate::delta;
@@ -420,13 +422,19 @@ pub(crate) fn stage_file(
         Durability::Synced => Some(Writeback::new(file.try_clone().at(temp)?)),
         Durability::Unsynced => None,
     };
+    // A listed DuckDB file is checked by its chunk list (each chunk is
+    // verified against its id as it is read); any other by its bytes.
+    let by_list = f.content.layout.hash_is_of_list();
     let mut hasher = blake3::Hasher::new();
+    let mut listed = ChunkListHasher::default();
     let mut written = 0u64;
     let ctx = || f.rel.display().to_string();
     let mut write_err = None;
     let mut write = |id: &ChunkId, data: &mut FrameCache| {
         reader.with_chunk(id, data, &ctx, |bytes| {
-            hasher.update(bytes);
+            if !by_list {
+                hasher.update(bytes);
+            }
             written += bytes.len() as u64;
             progress.bytes(bytes.len() as u64);
             if let Err(e) = out.write_all(bytes) {
@@ -470,6 +478,7 @@ pub(crate) fn stage_file(
             Ok(())
         };
         for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
+            listed.push(&child.id, child.len);
             filling.push(child.id);
             filled += child.len;
             if filled >= PREFETCH_WINDOW {
@@ -519,7 +528,9 @@ pub(crate) fn stage_file(
                 })
         };
         let mut drain = |buf: &[u8]| -> Result<()> {
-            hasher.update_rayon(buf);
+            if !by_list {
+                hasher.update_rayon(buf);
+            }
             written += buf.len() as u64;
             progress.bytes(buf.len() as u64);
             out.write_all(buf).at(temp)?;
@@ -540,6 +551,7 @@ pub(crate) fn stage_file(
             Ok(())
         };
         for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
+            listed.push(&child.id, child.len);
             window.push((child.id, child.len as usize));
             window_bytes += child.len as usize;
             if window_bytes >= RESTORE_WINDOW {
@@ -556,7 +568,12 @@ pub(crate) fn stage_file(
     }
     out.flush().at(temp)?;
     drop(out);
-    if written != f.content.size || *hasher.finalize().as_bytes() != f.content.hash {
+    let hash = if by_list {
+        listed.finalize()
+    } else {
+        *hasher.finalize().as_bytes()
+    };
+    if written != f.content.size || hash != f.content.hash {
         return Err(StoreError::FileHashMismatch {
             path: f.rel.clone(),
         });

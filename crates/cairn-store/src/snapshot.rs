@@ -15,8 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use cairn_format::{
-    ChunkId, ContentLayout, EntryClass, EntryKind, FileContent, Manifest, SnapshotId,
-    SnapshotStats, SourceRoot, TreeEntry, TreeNode,
+    ChunkId, EntryClass, EntryKind, FileContent, Manifest, SnapshotId, SnapshotStats, SourceRoot,
+    TreeEntry, TreeNode,
 };
 
 use crate::delta::DeltaBase;
@@ -573,7 +573,7 @@ impl TreeCtx<'_, '_, '_> {
             Some(EntryKind::File(c)) => {
                 self.stats.files += 1;
                 self.stats.logical_bytes += c.size;
-                if let ContentLayout::DuckDb { iteration, .. } = c.layout {
+                if let Some((_, iteration)) = c.layout.duckdb() {
                     self.iterations.push((rel.clone(), iteration));
                 }
                 self.classifier.classify(self.label, rel)
@@ -613,7 +613,7 @@ fn captured_iterations(
             let p = path.join(std::ffi::OsStr::from_bytes(&e.name));
             match &e.item {
                 ItemPlan::Reuse(c) => {
-                    if let ContentLayout::DuckDb { iteration, .. } = c.layout {
+                    if let Some((_, iteration)) = c.layout.duckdb() {
                         out.insert(p, iteration);
                     }
                 }
@@ -628,7 +628,7 @@ fn captured_iterations(
             RootPlan::Dir(d) => walk(d, &r.path, &mut out),
             RootPlan::File(e) => {
                 if let ItemPlan::Reuse(c) = &e.item {
-                    if let ContentLayout::DuckDb { iteration, .. } = c.layout {
+                    if let Some((_, iteration)) = c.layout.duckdb() {
                         out.insert(r.path.clone(), iteration);
                     }
                 }
@@ -636,12 +636,8 @@ fn captured_iterations(
         }
     }
     for (f, c) in files.iter().zip(results) {
-        if let Some(FileContent {
-            layout: ContentLayout::DuckDb { iteration, .. },
-            ..
-        }) = c
-        {
-            out.insert(f.path.clone(), *iteration);
+        if let Some((_, iteration)) = c.as_ref().and_then(|c| c.layout.duckdb()) {
+            out.insert(f.path.clone(), iteration);
         }
     }
     out
