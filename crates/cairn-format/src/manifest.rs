@@ -250,16 +250,6 @@ pub enum ContentLayout {
         /// The live database header's iteration when captured.
         iteration: u64,
     },
-    /// A DuckDB file cut as [`DuckDb`](Self::DuckDb), whose `hash` is
-    /// the hash of its chunk list ([`ChunkListHasher`]), not of its bytes:
-    /// every chunk is checked against its id when read, so the file is
-    /// checked without hashing its bytes a second time.
-    DuckDbListed {
-        /// Block size read from the file (256 KiB by default).
-        block_size: u32,
-        /// The live database header's iteration when captured.
-        iteration: u64,
-    },
     /// A zstd patch against another file's content ([`crate::delta`]):
     /// the chunks are the patch, not the file. Rebuilding the file needs
     /// the base's content first (and its base's, down a chain of at most
@@ -270,6 +260,17 @@ pub enum ContentLayout {
         base: ChunkId,
         /// 1 + the base's depth (0 for a base that is not a delta).
         depth: u32,
+    },
+    // After `Delta`: variants are encoded by position.
+    /// A DuckDB file cut as [`DuckDb`](Self::DuckDb), whose `hash` is
+    /// the hash of its chunk list ([`ChunkListHasher`]), not of its bytes:
+    /// every chunk is checked against its id when read, so the file is
+    /// checked without hashing its bytes a second time.
+    DuckDbListed {
+        /// Block size read from the file (256 KiB by default).
+        block_size: u32,
+        /// The live database header's iteration when captured.
+        iteration: u64,
     },
 }
 
@@ -570,7 +571,11 @@ mod tests {
             base: ChunkId::of(b"base record"),
             depth: 3,
         });
-        for (c, want) in [(plain, 1), (delta, 2)] {
+        let listed = content(ContentLayout::DuckDbListed {
+            block_size: 262_144,
+            iteration: 4,
+        });
+        for (c, want) in [(plain, 1), (delta, 2), (listed, 2)] {
             let rec = c.encode().unwrap();
             assert_eq!(version(&rec), want);
             assert_eq!(FileContent::decode(&rec).unwrap(), c);
@@ -579,6 +584,21 @@ mod tests {
             assert_eq!(version(&bytes), want);
             assert_eq!(TreeNode::decode(&bytes).unwrap(), node);
         }
+    }
+
+    #[test]
+    fn layouts_keep_their_encoding() {
+        // Written by the delta layout's first build (fuzz seed): variants
+        // are encoded by position, so a new one goes last.
+        let seed = include_bytes!("../../../fuzz/corpus/file_content_decode/seed-delta");
+        let c = FileContent::decode(seed).unwrap();
+        assert_eq!(
+            c.layout,
+            ContentLayout::Delta {
+                base: ChunkId::of(b"base record"),
+                depth: 3
+            }
+        );
     }
 
     #[test]

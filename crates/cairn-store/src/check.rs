@@ -733,7 +733,12 @@ impl Walker<'_, '_> {
         if let Some(fault) = shallower(below) {
             return Ok(fault);
         }
-        let fault = if below == 0 && rec.size > MAX_DELTA_FILE {
+        let fault = if rec.layout.hash_is_of_list() {
+            invalid(FormatError::Invalid {
+                what: "delta chain",
+                detail: "a base whose hash is of its chunk list, not its bytes".into(),
+            })
+        } else if below == 0 && rec.size > MAX_DELTA_FILE {
             invalid(FormatError::Invalid {
                 what: "delta chain",
                 detail: format!("a base of {} bytes is past the delta limit", rec.size),

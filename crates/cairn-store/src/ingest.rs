@@ -88,6 +88,16 @@ pub(crate) fn file_hash(
     let mut f = File::open(path)?;
     let size = f.metadata()?.len();
     let block_size = match layout {
+        // A block size no DuckDB file has (a damaged record) is an error,
+        // not a division by zero.
+        ContentLayout::DuckDbListed { block_size, .. }
+            if !block_size.is_power_of_two() || !(4096..=1 << 30).contains(block_size) =>
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the snapshot records a block size of {block_size}"),
+            ));
+        }
         ContentLayout::DuckDbListed { block_size, .. } => *block_size,
         _ => {
             let mut h = blake3::Hasher::new();
@@ -479,6 +489,25 @@ impl Ingest<'_, '_> {
         self.count(bytes.len());
         let per_range: Vec<Vec<Cut>> = group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
         let cuts: Vec<Cut> = per_range.iter().flatten().copied().collect();
+        // The file's hash is its chunk list's, so the cuts must cover the
+        // window exactly: nothing else would notice bytes left out.
+        let mut at = off;
+        for c in &cuts {
+            if c.offset != at {
+                return Err(StoreError::Usage(format!(
+                    "{}: DuckDB cuts leave a gap at offset {at}",
+                    path.display()
+                )));
+            }
+            at = c.end();
+        }
+        if at != off + bytes.len() as u64 {
+            return Err(StoreError::Usage(format!(
+                "{}: DuckDB cuts end at {at}, the window at {}",
+                path.display(),
+                off + bytes.len() as u64
+            )));
+        }
         let mut children = self
             .store_chunks(bytes, off, &cuts, false, path)?
             .into_iter();
