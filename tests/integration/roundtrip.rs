@@ -124,3 +124,73 @@ fn full_read_and_index_rebuild() {
     ]);
     assert_same_tree(&data, &target);
 }
+
+/// Total bytes of the DuckDB database files under `data`.
+fn db_bytes(data: &std::path::Path) -> u64 {
+    files_under(data)
+        .iter()
+        .map(|p| data.join(p))
+        .filter(|p| is_duckdb_file(p))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// After an hour of traffic only the DuckDB blocks whose head (DuckDB's
+/// block checksum) changed are read, the snapshot still restores byte for
+/// byte, and a database is read whole at least once every 24 snapshots
+/// (and whenever `--full-read` asks).
+#[test]
+fn unchanged_duckdb_blocks_are_not_read_and_a_full_read_comes_back() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    tiny_data_path(&data);
+    s.ok(&["init"]);
+    let first = s.snapshot(&data);
+    age(&data, 1, 5);
+    let second = s.snapshot(&data);
+    let copy = s.path("copy");
+    copy_tree(&data, &copy);
+    let read = second["bytes_read"].as_u64().unwrap();
+    let dbs = db_bytes(&data);
+    eprintln!("after one hour: {read} bytes read of {dbs} bytes of databases");
+    assert!(read * 2 < dbs, "{read} bytes read of {dbs}");
+    let target = s.path("restored");
+    restore_to(&s, second["id"].as_str().unwrap(), &target);
+    assert_same_tree(&copy, &target);
+    assert!(first["bytes_read"].as_u64().unwrap() >= dbs / 2);
+
+    // The control-plane database, touched (same bytes, new mtime) before
+    // each snapshot: 23 snapshots in a row read its header area only, then
+    // one reads it whole.
+    let db = data.join("hitkeep.db");
+    let size = std::fs::metadata(&db).unwrap().len();
+    let mut whole = Vec::new();
+    for k in 0..24u64 {
+        let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(k + 1))
+            .unwrap();
+        drop(f);
+        let snap = s.snapshot(&data);
+        let read = snap["bytes_read"].as_u64().unwrap();
+        whole.push(read >= size);
+        if read < size {
+            assert!(read <= 64 * 1024, "round {k}: {read} bytes read");
+        }
+    }
+    assert_eq!(
+        whole.iter().filter(|w| **w).count(),
+        1,
+        "one whole read in 24 rounds: {whole:?}"
+    );
+    let full = parse_json(&s.ok(&[
+        "--json",
+        "snapshot",
+        "--full-read",
+        "--data-path",
+        data.to_str().unwrap(),
+    ]));
+    assert!(full["bytes_read"].as_u64().unwrap() >= dbs);
+    let target = s.path("restored-last");
+    restore_to(&s, full["id"].as_str().unwrap(), &target);
+    assert_same_tree(&data, &target);
+}

@@ -271,6 +271,10 @@ pub enum ContentLayout {
         block_size: u32,
         /// The live database header's iteration when captured.
         iteration: u64,
+        /// Snapshots in a row, this one included, that took the blocks
+        /// whose 8-byte head (DuckDB's block checksum) had not changed from
+        /// the one before without reading them; 0 after a full read.
+        partial: u32,
     },
 }
 
@@ -285,6 +289,7 @@ impl ContentLayout {
             | Self::DuckDbListed {
                 block_size,
                 iteration,
+                ..
             } => Some((block_size, iteration)),
             _ => None,
         }
@@ -574,6 +579,7 @@ mod tests {
         let listed = content(ContentLayout::DuckDbListed {
             block_size: 262_144,
             iteration: 4,
+            partial: 2,
         });
         for (c, want) in [(plain, 1), (delta, 2), (listed, 2)] {
             let rec = c.encode().unwrap();

@@ -29,7 +29,7 @@ use crate::delta::{self, DeltaBase};
 use crate::error::{FormatContext, IoContext, Result, StoreError};
 use crate::packer::ChunkSink;
 use crate::reader::{ChunkReader, FrameCache};
-use crate::tree::{Grouping, ListWriter};
+use crate::tree::{Grouping, LeafCursor, ListWriter};
 
 /// Window of a FastCDC pass: more than the largest chunk the config allows
 /// (4 MiB), so a window always holds a cut.
@@ -41,6 +41,9 @@ const CDC_WINDOW: usize = 8 << 20;
 const DB_WINDOW: usize = 2 << 20;
 const MAP_MIN: u64 = 1 << 20;
 const TRIES: u32 = 7;
+/// A DuckDB file is read whole at least once every this many snapshots
+/// (the ones between take unchanged blocks from the snapshot before).
+pub(crate) const FULL_READ_EVERY: u32 = 24;
 /// Bytes of a DuckDB block covered by one chunk-list leaf.
 const LEAF_SPAN: usize = 64 * 1024;
 
@@ -147,13 +150,20 @@ fn changed_error(path: &Path, why: &str) -> StoreError {
 impl Ingest<'_, '_> {
     /// Reads the file at `path` into the store and returns its content record.
     pub fn file(&self, path: &Path) -> Result<FileContent> {
+        self.file_after(path, None)
+    }
+
+    /// [`file`](Self::file), with the parent snapshot's content of the
+    /// file when it was a DuckDB file: the blocks whose head has not
+    /// changed are taken from it unread.
+    pub fn file_after(&self, path: &Path, parent: Option<&FileContent>) -> Result<FileContent> {
         let mut bad_header = None;
         for attempt in 0..TRIES {
             if attempt > 0 {
                 // Back off: 10, 20, 40 ... ms, so a checkpoint can finish.
                 std::thread::sleep(std::time::Duration::from_millis(10 << (attempt - 1)));
             }
-            match self.attempt(path, &mut bad_header)? {
+            match self.attempt(path, &mut bad_header, parent)? {
                 Attempt::Done(c) => return Ok(c),
                 Attempt::Changed => continue,
             }
@@ -272,7 +282,12 @@ impl Ingest<'_, '_> {
     /// mid-write is retried, but one that is the same, and still wrong, on
     /// two reads is how the file is (damaged, or a format cairn does not
     /// know) and is recorded as it is rather than dropped.
-    fn attempt(&self, path: &Path, bad_header: &mut Option<Vec<u8>>) -> Result<Attempt> {
+    fn attempt(
+        &self,
+        path: &Path,
+        bad_header: &mut Option<Vec<u8>>,
+        parent: Option<&FileContent>,
+    ) -> Result<Attempt> {
         let file = File::open(path).at(path)?;
         let before = file.metadata().at(path)?;
         let size = before.len();
@@ -287,7 +302,7 @@ impl Ingest<'_, '_> {
         };
         let mut windows = FileWindows::new(file, access);
         let result = if is_db {
-            self.duckdb(&mut windows, size, path, bad_header)
+            self.duckdb(&mut windows, size, path, bad_header, parent)
         } else if size <= u64::from(self.config.chunking.whole_file_max) {
             self.whole(&mut windows, size, path)
         } else {
@@ -408,6 +423,7 @@ impl Ingest<'_, '_> {
         size: u64,
         path: &Path,
         bad_header: &mut Option<Vec<u8>>,
+        parent: Option<&FileContent>,
     ) -> Result<FileContent> {
         let mut head = vec![0u8; duckdb::HEADER_AREA as usize];
         w.read_at(&mut head, 0).at(path)?;
@@ -431,6 +447,11 @@ impl Ingest<'_, '_> {
         }
         let ranges: Vec<_> = duckdb::block_ranges(size, block_size).collect();
         let per_window = (DB_WINDOW / block_size as usize).max(1);
+        if let Some(parent) = parent.filter(|_| live.checksum_ok) {
+            if let Some(c) = self.duckdb_partial(w, size, path, &head, &headers, parent)? {
+                return Ok(c);
+            }
+        }
         let mut list = ListWriter::new(self.sink, Grouping::Positional);
         // The file's hash is its chunk list's: each chunk is hashed once,
         // for its id, and never the whole file a second time.
@@ -469,9 +490,127 @@ impl Ingest<'_, '_> {
             layout: ContentLayout::DuckDbListed {
                 block_size,
                 iteration: headers.live().iteration,
+                partial: 0,
             },
             chunks: list.finish()?,
         })
+    }
+
+    /// A DuckDB file read against its parent snapshot's content: a block
+    /// at the same offset and of the same length whose 8-byte head (the
+    /// checksum DuckDB writes with the block) is the parent's block tag,
+    /// and not 0, is taken from the parent, leaf by leaf, unread; the
+    /// header area and every other block are read and cut as usual. The
+    /// header area must not change meanwhile. `None` (read it all) when
+    /// the parent cannot serve: another block size, its list not block
+    /// aligned or unreadable, or [`FULL_READ_EVERY`] partial reads in a row.
+    fn duckdb_partial(
+        &self,
+        w: &mut FileWindows,
+        size: u64,
+        path: &Path,
+        head: &[u8],
+        headers: &Headers,
+        parent: &FileContent,
+    ) -> Result<Option<FileContent>> {
+        let block_size = headers.block_size();
+        let ContentLayout::DuckDbListed {
+            block_size: parent_block_size,
+            partial,
+            ..
+        } = parent.layout
+        else {
+            return Ok(None);
+        };
+        if parent_block_size != block_size || partial + 1 >= FULL_READ_EVERY {
+            return Ok(None);
+        }
+        let context = || format!("parent of {}", path.display());
+        let mut cache = FrameCache::default();
+        let Ok(Some(mut leaves)) =
+            LeafCursor::new(self.reader, &parent.chunks, &mut cache, &context)
+        else {
+            return Ok(None);
+        };
+        let parent_ranges: Vec<_> = duckdb::block_ranges(parent.size, block_size).collect();
+        let per_window = (DB_WINDOW / block_size as usize).max(1);
+        let mut list = ListWriter::new(self.sink, Grouping::Positional);
+        let mut hasher = ChunkListHasher::default();
+        let mut pending: Vec<duckdb::BlockRange> = Vec::new();
+        let mut buf = Vec::new();
+        let mut flush = |pending: &mut Vec<duckdb::BlockRange>,
+                         list: &mut ListWriter,
+                         hasher: &mut ChunkListHasher|
+         -> Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            buf.resize(pending.iter().map(|r| r.len as usize).sum(), 0);
+            w.read_at(&mut buf, pending[0].offset).at(path)?;
+            self.duckdb_window(pending, &buf, list, hasher, path)?;
+            pending.clear();
+            Ok(())
+        };
+        for (i, r) in duckdb::block_ranges(size, block_size).enumerate() {
+            // The parent's leaves of its block `i`, which starts where this
+            // file's block `i` does.
+            let mut block_leaves = Vec::new();
+            if let Some(pr) = parent_ranges.get(i) {
+                let mut covered = 0u64;
+                while covered < pr.len {
+                    let Ok(Some((tag, leaf))) = leaves.next_leaf(&mut cache, &context) else {
+                        return Ok(None);
+                    };
+                    covered += leaf.children.iter().map(|c| c.len).sum::<u64>();
+                    block_leaves.push((tag, leaf));
+                }
+                if covered != pr.len {
+                    return Ok(None);
+                }
+            }
+            let tag = block_leaves.first().map_or(0, |(t, _)| *t);
+            let same_place = parent_ranges
+                .get(i)
+                .is_some_and(|pr| pr.offset == r.offset && pr.len == r.len);
+            let unchanged =
+                same_place && r.offset >= duckdb::HEADER_AREA && r.len >= 8 && tag != 0 && {
+                    let mut h = [0u8; 8];
+                    w.read_at(&mut h, r.offset).at(path)?;
+                    u64::from_le_bytes(h) == tag
+                };
+            if !unchanged {
+                pending.push(r);
+                if pending.len() >= per_window {
+                    flush(&mut pending, &mut list, &mut hasher)?;
+                }
+                continue;
+            }
+            flush(&mut pending, &mut list, &mut hasher)?;
+            for (leaf_tag, leaf) in block_leaves {
+                for child in leaf.children {
+                    hasher.push(&child.id, child.len);
+                    list.push(child)?;
+                }
+                list.end_leaf(leaf_tag)?;
+            }
+            (self.on_bytes)(r.len);
+        }
+        flush(&mut pending, &mut list, &mut hasher)?;
+        let mut head_after = vec![0u8; duckdb::HEADER_AREA as usize];
+        w.read_at(&mut head_after, 0).at(path)?;
+        if head_after != head {
+            return Err(changed_error(path, "checkpointed"));
+        }
+        Ok(Some(FileContent {
+            size,
+            hash: hasher.finalize(),
+            layout: ContentLayout::DuckDbListed {
+                block_size,
+                iteration: headers.live().iteration,
+                partial: partial + 1,
+            },
+            chunks: list.finish()?,
+        }))
     }
 
     /// Stores one window of a DuckDB file (`bytes`, the blocks of `group`)

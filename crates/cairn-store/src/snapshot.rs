@@ -219,6 +219,7 @@ fn take(
                     walker.files.push(FileJob {
                         path: path.clone(),
                         size: m.len(),
+                        parent: None,
                     });
                     ItemPlan::Read {
                         slot: walker.files.len() - 1,
@@ -315,7 +316,7 @@ fn take(
     };
     let read = |i: usize| match opts.delta_bases.get(&files[i].path) {
         Some(base) => ingest.file_against(&files[i].path, base),
-        None => ingest.file(&files[i].path),
+        None => ingest.file_after(&files[i].path, files[i].parent.as_ref()),
     };
     let is_wal = |f: &FileJob| f.path.as_os_str().as_bytes().ends_with(b".wal");
     let mut results: Vec<Option<FileContent>> = vec![None; files.len()];

@@ -161,6 +161,76 @@ fn walk(
     Ok(())
 }
 
+/// The leaves of a positional chunk list, in file order, read one at a
+/// time (a 10 GB database has some 160,000): each with the tag its parent
+/// node gives it (a DuckDB block's checksum for the block's first leaf).
+pub(crate) struct LeafCursor<'r, 's> {
+    reader: &'r ChunkReader<'s>,
+    /// Upper nodes being walked, each with the index of its next child.
+    stack: Vec<(ListNode, usize)>,
+}
+
+impl<'r, 's> LeafCursor<'r, 's> {
+    /// A cursor over `list`, or `None` for a list without upper nodes
+    /// (inline, or a single leaf: no tags).
+    pub fn new(
+        reader: &'r ChunkReader<'s>,
+        list: &ChunkList,
+        cache: &mut FrameCache,
+        context: &dyn Fn() -> String,
+    ) -> Result<Option<Self>> {
+        let ChunkList::Tree { root, level } = list else {
+            return Ok(None);
+        };
+        if *level == 0 {
+            return Ok(None);
+        }
+        let node = load_list_node(reader, root, cache, context)?;
+        if node.level != *level {
+            return Err(cairn_format::FormatError::Invalid {
+                what: "chunk-list node",
+                detail: format!("level {} where {level} was expected", node.level),
+            })
+            .what(format!("list node {}", root.short()));
+        }
+        Ok(Some(Self {
+            reader,
+            stack: vec![(node, 0)],
+        }))
+    }
+
+    /// The next leaf and its tag.
+    pub fn next_leaf(
+        &mut self,
+        cache: &mut FrameCache,
+        context: &dyn Fn() -> String,
+    ) -> Result<Option<(u64, ListNode)>> {
+        loop {
+            let Some((node, next)) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let Some(child) = node.children.get(*next).copied() else {
+                self.stack.pop();
+                continue;
+            };
+            *next += 1;
+            let above = node.level;
+            let below = load_list_node(self.reader, &child.id, cache, context)?;
+            if below.level + 1 != above {
+                return Err(cairn_format::FormatError::Invalid {
+                    what: "chunk-list node",
+                    detail: format!("level {} under a node of level {above}", below.level),
+                })
+                .what(format!("list node {}", child.id.short()));
+            }
+            if below.level == 0 {
+                return Ok(Some((child.tag, below)));
+            }
+            self.stack.push((below, 0));
+        }
+    }
+}
+
 /// Loads one chunk-list node.
 pub(crate) fn load_list_node(
     reader: &ChunkReader<'_>,

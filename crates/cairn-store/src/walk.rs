@@ -45,6 +45,9 @@ pub(crate) enum ItemPlan {
 pub(crate) struct FileJob {
     pub path: PathBuf,
     pub size: u64,
+    /// The parent snapshot's content of a DuckDB file (listed): its
+    /// unchanged blocks need not be read.
+    pub parent: Option<FileContent>,
 }
 
 /// The walk's result for one source root.
@@ -157,9 +160,16 @@ impl<'r, 's> Walker<'r, 's> {
                         ItemPlan::Reuse(c)
                     }
                     None => {
+                        let parent = prev
+                            .filter(|_| !self.full_read)
+                            .and_then(|p| match &p.kind {
+                                EntryKind::File(c) if c.layout.hash_is_of_list() => Some(c.clone()),
+                                _ => None,
+                            });
                         self.files.push(FileJob {
                             path: child.clone(),
                             size: m.len(),
+                            parent,
                         });
                         ItemPlan::Read {
                             slot: self.files.len() - 1,
