@@ -471,7 +471,7 @@ impl Ingest<'_, '_> {
         for (i, group) in groups.iter().enumerate() {
             let (read_next, stored) = rayon::join(
                 || read(groups.get(i + 1), &mut next),
-                || self.duckdb_window(group, &current, &mut list, &mut hasher, path),
+                || self.duckdb_window(block_size, group, &current, &mut list, &mut hasher, path),
             );
             stored?;
             read_next.at(path)?;
@@ -522,7 +522,7 @@ impl Ingest<'_, '_> {
         else {
             return Ok(None);
         };
-        if parent_block_size != block_size || partial + 1 >= FULL_READ_EVERY {
+        if parent_block_size != block_size || partial >= FULL_READ_EVERY - 1 {
             return Ok(None);
         }
         let context = || format!("parent of {}", path.display());
@@ -532,7 +532,7 @@ impl Ingest<'_, '_> {
         else {
             return Ok(None);
         };
-        let parent_ranges: Vec<_> = duckdb::block_ranges(parent.size, block_size).collect();
+        let mut parent_ranges = duckdb::block_ranges(parent.size, block_size);
         let per_window = (DB_WINDOW / block_size as usize).max(1);
         let mut list = ListWriter::new(self.sink, Grouping::Positional);
         let mut hasher = ChunkListHasher::default();
@@ -547,15 +547,16 @@ impl Ingest<'_, '_> {
             }
             buf.resize(pending.iter().map(|r| r.len as usize).sum(), 0);
             w.read_at(&mut buf, pending[0].offset).at(path)?;
-            self.duckdb_window(pending, &buf, list, hasher, path)?;
+            self.duckdb_window(block_size, pending, &buf, list, hasher, path)?;
             pending.clear();
             Ok(())
         };
-        for (i, r) in duckdb::block_ranges(size, block_size).enumerate() {
+        for r in duckdb::block_ranges(size, block_size) {
             // The parent's leaves of its block `i`, which starts where this
             // file's block `i` does.
             let mut block_leaves = Vec::new();
-            if let Some(pr) = parent_ranges.get(i) {
+            let pr = parent_ranges.next();
+            if let Some(pr) = &pr {
                 let mut covered = 0u64;
                 while covered < pr.len {
                     let Ok(Some((tag, leaf))) = leaves.next_leaf(&mut cache, &context) else {
@@ -569,14 +570,26 @@ impl Ingest<'_, '_> {
                 }
             }
             let tag = block_leaves.first().map_or(0, |(t, _)| *t);
-            let same_place = parent_ranges
-                .get(i)
-                .is_some_and(|pr| pr.offset == r.offset && pr.len == r.len);
-            let unchanged =
-                same_place && r.offset >= duckdb::HEADER_AREA && r.len >= 8 && tag != 0 && {
+            // A whole block at the same place whose head is the parent's
+            // (verified) tag, and whose chunks are all still indexed (a
+            // repair may have dropped one: reading the block stores it
+            // again).
+            let same_place = pr.is_some_and(|pr| pr.offset == r.offset && pr.len == r.len);
+            let unchanged = same_place
+                && r.offset >= duckdb::HEADER_AREA
+                && r.len == u64::from(block_size)
+                && tag != 0
+                && {
                     let mut h = [0u8; 8];
                     w.read_at(&mut h, r.offset).at(path)?;
                     u64::from_le_bytes(h) == tag
+                }
+                && {
+                    let ids: Vec<ChunkId> = block_leaves
+                        .iter()
+                        .flat_map(|(_, leaf)| leaf.children.iter().map(|c| c.id))
+                        .collect();
+                    !self.sink.peek(&ids)?.contains(&true)
                 };
             if !unchanged {
                 pending.push(r);
@@ -607,7 +620,7 @@ impl Ingest<'_, '_> {
             layout: ContentLayout::DuckDbListed {
                 block_size,
                 iteration: headers.live().iteration,
-                partial: partial + 1,
+                partial: partial.saturating_add(1),
             },
             chunks: list.finish()?,
         }))
@@ -617,6 +630,7 @@ impl Ingest<'_, '_> {
     /// and adds its chunks to `list`, one leaf per LEAF_SPAN of a block.
     fn duckdb_window(
         &self,
+        block_size: u32,
         group: &[duckdb::BlockRange],
         bytes: &[u8],
         list: &mut ListWriter,
@@ -625,6 +639,7 @@ impl Ingest<'_, '_> {
     ) -> Result<()> {
         let chunk = self.config.chunking.duckdb_chunk;
         let off = group[0].offset;
+        let block_size = u64::from(block_size);
         self.count(bytes.len());
         let per_range: Vec<Vec<Cut>> = group.iter().map(|r| duckdb::cut_range(r, chunk)).collect();
         let cuts: Vec<Cut> = per_range.iter().flatten().copied().collect();
@@ -654,9 +669,19 @@ impl Ingest<'_, '_> {
             hasher.push(&child.id, child.len);
         }
         for (r, rc) in group.iter().zip(&per_range) {
-            let tag = if r.offset >= duckdb::HEADER_AREA && r.len >= 8 {
+            // The block's own checksum, only when its bytes verify against
+            // it: a later snapshot takes a block whose head still equals
+            // the tag unread, so a block caught half-written (a free block
+            // a checkpoint is filling) must not carry one.
+            let tag = if r.offset >= duckdb::HEADER_AREA && r.len == block_size {
                 let s = (r.offset - off) as usize;
-                u64::from_le_bytes(bytes[s..s + 8].try_into().expect("8 bytes"))
+                let block = &bytes[s..s + r.len as usize];
+                let head = u64::from_le_bytes(block[..8].try_into().expect("8 bytes"));
+                if duckdb::checksum(&block[8..]) == head {
+                    head
+                } else {
+                    0
+                }
             } else {
                 0
             };

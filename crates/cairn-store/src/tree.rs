@@ -216,7 +216,7 @@ impl<'r, 's> LeafCursor<'r, 's> {
             *next += 1;
             let above = node.level;
             let below = load_list_node(self.reader, &child.id, cache, context)?;
-            if below.level + 1 != above {
+            if below.level.checked_add(1) != Some(above) {
                 return Err(cairn_format::FormatError::Invalid {
                     what: "chunk-list node",
                     detail: format!("level {} under a node of level {above}", below.level),
