@@ -199,15 +199,7 @@ fn hourly_exports_dedup_and_are_written_back_byte_identical() {
     // contents, modes, mtimes).
     let out = s.path("out");
     for t in &ts {
-        s.ok(&[
-            "-q",
-            "restore",
-            "--as-hitkeep-backup",
-            "--snapshot",
-            t,
-            "--target",
-            out.to_str().unwrap(),
-        ]);
+        restore_run(&s, t, &out);
     }
     assert_same_tree(&backup, &out);
     s.ok(&["check", "--read-data"]);
@@ -465,6 +457,19 @@ fn purging_a_tenant_removes_it_from_imported_runs_for_good() {
     assert_eq!(d["passed"], true, "{d:#}");
 }
 
+/// Writes imported run `ts` back into `out` in HitKeep's layout.
+fn restore_run(s: &Scratch, ts: &str, out: &Path) {
+    s.ok(&[
+        "-q",
+        "restore",
+        "--as-hitkeep-backup",
+        "--snapshot",
+        ts,
+        "--target",
+        out.to_str().unwrap(),
+    ]);
+}
+
 /// `{ts}` of synthetic run `i`: hourly from 2026-03-01T000000Z.
 fn synthetic_ts(i: usize) -> String {
     format!("2026-03-{:02}T{:02}0000Z", 1 + i / 24, i % 24)
@@ -560,15 +565,7 @@ fn runs_stored_as_patches_restore_check_and_survive_forget_and_prune() {
     for st in [&s, &s2] {
         let out = st.path("out");
         for i in 0..RUNS {
-            st.ok(&[
-                "-q",
-                "restore",
-                "--as-hitkeep-backup",
-                "--snapshot",
-                &synthetic_ts(i),
-                "--target",
-                out.to_str().unwrap(),
-            ]);
+            restore_run(st, &synthetic_ts(i), &out);
         }
         assert_same_tree(&orig, &out);
         st.ok(&["check", "--read-data"]);
@@ -592,15 +589,7 @@ fn runs_stored_as_patches_restore_check_and_survive_forget_and_prune() {
     s.ok(&["check", "--read-data"]);
     let out = s.path("out-after-prune");
     for i in RUNS - 7..RUNS {
-        s.ok(&[
-            "-q",
-            "restore",
-            "--as-hitkeep-backup",
-            "--snapshot",
-            &synthetic_ts(i),
-            "--target",
-            out.to_str().unwrap(),
-        ]);
+        restore_run(&s, &synthetic_ts(i), &out);
         for d in export_dirs(&orig, &synthetic_ts(i)) {
             let rel = d.strip_prefix(&orig).unwrap();
             assert_same_tree(&d, &out.join(rel));
@@ -679,15 +668,7 @@ fn a_run_is_not_patched_onto_a_damaged_base_and_an_unchanged_run_stores_no_data(
     assert_eq!(r["imported"].as_array().unwrap().len(), RUNS + 1 - 11);
     let out = s.path("out");
     for i in 10..=RUNS {
-        s.ok(&[
-            "-q",
-            "restore",
-            "--as-hitkeep-backup",
-            "--snapshot",
-            &synthetic_ts(i),
-            "--target",
-            out.to_str().unwrap(),
-        ]);
+        restore_run(&s, &synthetic_ts(i), &out);
         for d in export_dirs(&orig, &synthetic_ts(i)) {
             assert_same_tree(&d, &out.join(d.strip_prefix(&orig).unwrap()));
         }

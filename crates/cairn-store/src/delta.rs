@@ -162,8 +162,7 @@ fn read_if_same(path: &Path, content: &FileContent) -> Option<Vec<u8>> {
     }
     let mut bytes = Vec::with_capacity(content.size as usize);
     f.take(content.size + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 == content.size && *blake3::hash(&bytes).as_bytes() == content.hash)
-        .then_some(bytes)
+    check(content, &bytes, &String::new).ok().map(|()| bytes)
 }
 
 /// The whole content of `c` (a delta or a file of at most

@@ -87,7 +87,6 @@ pub(crate) fn file_hash(
     layout: &ContentLayout,
     duckdb_chunk: u32,
 ) -> std::io::Result<(u64, [u8; 32])> {
-    use std::io::Read;
     let mut f = File::open(path)?;
     let size = f.metadata()?.len();
     let block_size = match layout {
@@ -104,16 +103,8 @@ pub(crate) fn file_hash(
         ContentLayout::DuckDbListed { block_size, .. } => *block_size,
         _ => {
             let mut h = blake3::Hasher::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut len = 0u64;
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    return Ok((len, *h.finalize().as_bytes()));
-                }
-                h.update(&buf[..n]);
-                len += n as u64;
-            }
+            h.update_reader(&mut f)?;
+            return Ok((h.count(), *h.finalize().as_bytes()));
         }
     };
     let mut h = ChunkListHasher::default();
