@@ -16,6 +16,7 @@ mod files;
 pub mod forget;
 mod gate;
 pub mod hitkeep;
+mod holes;
 pub mod import;
 mod ingest;
 pub mod inuse;

@@ -386,7 +386,8 @@ pub fn execute(
                     mode,
                     Durability::Synced,
                     progress,
-                );
+                )
+                .and_then(|staged| staged.make_durable().at(&temp));
                 progress.file_done();
                 r
             },

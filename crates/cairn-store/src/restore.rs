@@ -10,10 +10,11 @@
 //! target.
 
 use std::fs::{self, File, FileTimes, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -25,6 +26,7 @@ use cairn_format::{
 use crate::atomic;
 use crate::delta;
 use crate::error::{IoContext, Result, StoreError};
+use crate::holes::HoleWriter;
 use crate::reader::{ChunkReader, FrameCache};
 use crate::snapshot::Progress;
 use crate::store::Store;
@@ -271,32 +273,60 @@ pub fn execute(
     // Largest first, so the last file to finish is a small one.
     let mut order: Vec<usize> = (0..plan.files.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(plan.files[i].content.size));
-    let restore_all = || -> Vec<(usize, std::result::Result<u64, String>)> {
-        order
-            .par_iter()
-            .map_init(
-                || (FrameCache::default(), FrameCache::default()),
-                |(lists, data), &i| {
-                    let f = &plan.files[i];
-                    let r = restore_file(&reader, lists, data, f, target, durability, progress)
-                        .map_err(|e| e.to_string());
-                    progress.file_done();
-                    (i, r)
-                },
-            )
-            .collect()
-    };
-    // From a remote store most files cost a request or two of latency
-    // each: more files are restored at once than there are cores.
-    let outcomes = match store.files().remote() {
-        Some(_) => rayon::ThreadPoolBuilder::new()
-            .num_threads(REMOTE_FILES_AT_ONCE)
-            .thread_name(|i| format!("cairn-restore-{i}"))
-            .build()
-            .map_err(|e| StoreError::Usage(format!("cannot start restore threads: {e}")))?
-            .install(restore_all),
-        None => restore_all(),
-    };
+    let outcomes = std::thread::scope(|scope| -> Result<_> {
+        // A durable restore hands each staged file to the sync threads,
+        // so the restoring threads decode the next file while the disk
+        // writes this one (and several fsyncs share a journal commit).
+        let syncs = match durability {
+            Durability::Synced => Some(SyncThreads::start(scope)?),
+            Durability::Unsynced => None,
+        };
+        let restore_all = || -> Vec<Outcome> {
+            order
+                .par_iter()
+                .map_init(
+                    || (FrameCache::default(), FrameCache::default()),
+                    |(lists, data), &i| {
+                        let f = &plan.files[i];
+                        let r = restore_file(&reader, lists, data, f, target, durability, progress);
+                        progress.file_done();
+                        match (r, &syncs) {
+                            (Ok(placed), Some(syncs)) => syncs.send(i, placed),
+                            (Ok(placed), None) => {
+                                Some((i, placed.complete().map_err(|e| e.to_string())))
+                            }
+                            (Err(e), _) => Some((i, Err(e.to_string()))),
+                        }
+                    },
+                )
+                .flatten()
+                .collect()
+        };
+        // From a remote store most files cost a request or two of latency
+        // each: more files are restored at once than there are cores.
+        let mut outcomes = match store.files().remote() {
+            Some(_) => rayon::ThreadPoolBuilder::new()
+                .num_threads(REMOTE_FILES_AT_ONCE)
+                .thread_name(|i| format!("cairn-restore-{i}"))
+                .build()
+                .map_err(|e| StoreError::Usage(format!("cannot start restore threads: {e}")))?
+                .install(restore_all),
+            None => restore_all(),
+        };
+        if let Some(syncs) = syncs {
+            outcomes.extend(syncs.finish());
+            let mut seen = vec![false; plan.files.len()];
+            for (i, _) in &outcomes {
+                seen[*i] = true;
+            }
+            outcomes.extend(
+                (0..plan.files.len())
+                    .filter(|&i| !seen[i])
+                    .map(|i| (i, Err("its fsync did not finish".to_string()))),
+            );
+        }
+        Ok(outcomes)
+    })?;
     if durability == Durability::Synced {
         for (rel, _) in &plan.dirs {
             atomic::sync_dir(&target.join(rel))?;
@@ -343,6 +373,8 @@ pub fn execute(
     Ok(report)
 }
 
+/// Stages `f` under a temp name beside its destination (removed again on
+/// error).
 fn restore_file(
     reader: &ChunkReader<'_>,
     lists: &mut FrameCache,
@@ -351,7 +383,7 @@ fn restore_file(
     target: &Path,
     durability: Durability,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<Placement> {
     let dest = target.join(&f.rel);
     let dir = dest.parent().unwrap_or(target);
     let stem = format!(
@@ -363,23 +395,117 @@ fn restore_file(
     );
     let temp = atomic::temp_path(dir, &stem);
     let mode = f.meta.mode & 0o7777;
-    let result = (|| {
-        let written = stage_file(reader, (lists, data), f, &temp, mode, durability, progress)?;
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-            return Err(StoreError::UnsafePath {
-                detail: format!(
-                    "{} is a directory where the snapshot has a file",
-                    dest.display()
-                ),
-            });
+    match stage_file(reader, (lists, data), f, &temp, mode, durability, progress) {
+        Ok(staged) => Ok(Placement { temp, dest, staged }),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
         }
-        fs::rename(&temp, &dest).at(&dest)?;
-        Ok(written)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
     }
-    result
+}
+
+/// A restored file under its temp name, on its way to its real name.
+struct Placement {
+    temp: PathBuf,
+    dest: PathBuf,
+    staged: StagedFile,
+}
+
+impl Placement {
+    /// Makes the file durable (when the restore is) and renames it into
+    /// place; on error the temp file is removed.
+    fn complete(self) -> Result<u64> {
+        let Placement { temp, dest, staged } = self;
+        let result = (|| {
+            let written = staged.make_durable().at(&temp)?;
+            if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                return Err(StoreError::UnsafePath {
+                    detail: format!(
+                        "{} is a directory where the snapshot has a file",
+                        dest.display()
+                    ),
+                });
+            }
+            fs::rename(&temp, &dest).at(&dest)?;
+            Ok(written)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+/// A file's index in the plan and what became of it: bytes written, or
+/// why it was not restored.
+type Outcome = (usize, std::result::Result<u64, String>);
+
+/// Threads that make staged files durable and rename them into place.
+struct SyncThreads<'scope> {
+    queue: SyncSender<(usize, Placement)>,
+    threads: Vec<std::thread::ScopedJoinHandle<'scope, Vec<Outcome>>>,
+}
+
+/// Sync threads of a durable restore: fsyncs are waits on the disk, and
+/// several at once let it write while the restoring threads compute.
+const SYNC_THREADS: usize = 8;
+
+/// Staged files waiting for a sync thread; a restoring thread that finds
+/// the queue full waits, which bounds the files held open.
+const SYNCS_QUEUED: usize = 32;
+
+impl<'scope> SyncThreads<'scope> {
+    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>) -> Result<Self> {
+        let (queue, jobs) = sync_channel::<(usize, Placement)>(SYNCS_QUEUED);
+        let jobs = std::sync::Arc::new(Mutex::new(jobs));
+        let threads = (0..SYNC_THREADS)
+            .map(|n| {
+                let jobs = jobs.clone();
+                std::thread::Builder::new()
+                    .name(format!("cairn-sync-{n}"))
+                    .spawn_scoped(scope, move || {
+                        let mut done = Vec::new();
+                        // The lock is held only to take the next file.
+                        while let Ok((i, placed)) = {
+                            let next = jobs.lock().map(|jobs| jobs.recv());
+                            next.unwrap_or(Err(std::sync::mpsc::RecvError))
+                        } {
+                            done.push((i, placed.complete().map_err(|e| e.to_string())));
+                        }
+                        done
+                    })
+                    .map_err(|e| StoreError::Usage(format!("cannot start sync threads: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { queue, threads })
+    }
+
+    /// Queues a staged file; it comes back from [`Self::finish`].
+    fn send(&self, i: usize, placed: Placement) -> Option<Outcome> {
+        match self.queue.send((i, placed)) {
+            Ok(()) => None,
+            // Only when every sync thread is gone (which the threads never
+            // do while the queue is open): the file is completed here.
+            Err(back) => {
+                let (i, placed) = back.0;
+                Some((i, placed.complete().map_err(|e| e.to_string())))
+            }
+        }
+    }
+
+    /// Waits for every queued file; their outcomes.
+    fn finish(self) -> Vec<Outcome> {
+        drop(self.queue);
+        let mut outcomes = Vec::new();
+        for t in self.threads {
+            // A thread that panicked loses its outcomes: those files are
+            // reported as not restored by the caller.
+            if let Ok(done) = t.join() {
+                outcomes.extend(done);
+            }
+        }
+        outcomes
+    }
 }
 
 /// Raw bytes of a file restored from a local store per parallel step (two
@@ -399,8 +525,9 @@ const PREFETCH_WINDOW: u64 = 4 << 20;
 
 /// Writes `f`'s content to a new file at `temp`, checking every chunk
 /// against its id and the whole content against the file hash, then sets
-/// `mode` and the mtime and (when `durability` asks) fsyncs. On error the
-/// caller removes `temp`.
+/// `mode` and the mtime. When `durability` asks, its writeback starts as it
+/// is written and [`StagedFile::make_durable`] waits for the rest. On error
+/// the caller removes `temp`.
 pub(crate) fn stage_file(
     reader: &ChunkReader<'_>,
     (lists, data): (&mut FrameCache, &mut FrameCache),
@@ -409,13 +536,14 @@ pub(crate) fn stage_file(
     mode: u32,
     durability: Durability,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<StagedFile> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(temp)
         .at(temp)?;
-    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    // All-zero pages are left as holes (see `holes`).
+    let mut out = HoleWriter::new(&file);
     // A durable restore writes a file back as it goes, so its fsync at the
     // end does not write it all while the restore waits.
     let mut writeback = match durability {
@@ -566,8 +694,7 @@ pub(crate) fn stage_file(
     if let Some(e) = write_err {
         return Err(e).at(temp);
     }
-    out.flush().at(temp)?;
-    drop(out);
+    out.finish().at(temp)?;
     let hash = if by_list {
         listed.finalize()
     } else {
@@ -581,9 +708,23 @@ pub(crate) fn stage_file(
     file.set_permissions(fs::Permissions::from_mode(mode))
         .at(temp)?;
     set_mtime(&file, &f.meta).at(temp)?;
-    // Present exactly when the restore is durable.
-    if let Some(w) = writeback {
-        w.sync_all().at(temp)?;
+    Ok(StagedFile { written, writeback })
+}
+
+/// A file written and verified under its temp name.
+pub(crate) struct StagedFile {
+    written: u64,
+    /// Present exactly when the restore is durable.
+    writeback: Option<Writeback>,
+}
+
+impl StagedFile {
+    /// Waits until the file is on disk when the restore is durable; the
+    /// bytes written.
+    pub fn make_durable(self) -> std::io::Result<u64> {
+        if let Some(w) = self.writeback {
+            w.sync_all()?;
+        }
+        Ok(self.written)
     }
-    Ok(written)
 }
