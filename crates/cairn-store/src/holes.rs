@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use cairn_format::id::is_zero;
+
 /// The unit skipped when all zero: the page size of the usual filesystems.
 const PAGE: usize = 4096;
 
@@ -115,14 +117,6 @@ impl<'f> HoleWriter<'f> {
         self.pos += bytes.len() as u64;
         Ok(())
     }
-}
-
-/// Whether `bytes` are all zero (64 bytes at a time, which compiles to
-/// vector ORs; a page of data usually fails on its first block).
-fn is_zero(bytes: &[u8]) -> bool {
-    let mut blocks = bytes.chunks_exact(64);
-    blocks.all(|b| b.iter().fold(0u8, |acc, &x| acc | x) == 0)
-        && blocks.remainder().iter().all(|&x| x == 0)
 }
 
 #[cfg(test)]

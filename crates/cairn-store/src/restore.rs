@@ -644,6 +644,12 @@ pub(crate) fn stage_file(
                 .zip(parts)
                 .with_min_len(CHUNKS_PER_TASK)
                 .try_for_each_init(FrameCache::default, |cache, ((id, _), part)| {
+                    // An all-zero page is known by its id alone: no frame
+                    // to find and decode (and it is left as a hole).
+                    if ChunkId::of_zeros(part.len() as u64) == Some(*id) {
+                        part.fill(0);
+                        return Ok(());
+                    }
                     reader.with_chunk(id, cache, &ctx, |bytes| {
                         if bytes.len() != part.len() {
                             return Err(StoreError::FileHashMismatch {
