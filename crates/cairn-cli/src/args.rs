@@ -301,10 +301,11 @@ pub struct InitArgs {
     /// Fixed for the store's life.
     #[arg(long, default_value_t = 4, value_name = "KIB")]
     pub duckdb_chunk_kib: u32,
-    /// zstd level of new frames (1 fastest to 19 smallest; levels above 19
-    /// need much more memory). Stored in the store's config.
+    /// zstd level of new frames (-7 fastest to 19 smallest; negative levels
+    /// leave literals uncompressed; levels above 19 need much more memory).
+    /// Stored in the store's config.
     #[arg(long, default_value_t = cairn_format::config::Compression::default().zstd_level,
-          value_parser = clap::value_parser!(i32).range(1..=19), value_name = "LEVEL")]
+          value_parser = parse_zstd_level, allow_negative_numbers = true, value_name = "LEVEL")]
     pub compression_level: i32,
 }
 
@@ -499,4 +500,19 @@ pub struct IndexArgs {
 pub enum IndexAction {
     /// Throw the index away and rebuild it from packs and manifests.
     Rebuild,
+}
+
+/// A zstd level for new frames: -7 to 19, not 0 (zstd's "default", which
+/// would hide level 3 behind it).
+fn parse_zstd_level(s: &str) -> Result<i32, String> {
+    let level: i32 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    let min = cairn_format::config::MIN_ZSTD_LEVEL;
+    if level == 0 || !(min..=19).contains(&level) {
+        return Err(format!(
+            "{level} is not a level from {min} to 19 (other than 0)"
+        ));
+    }
+    Ok(level)
 }

@@ -77,6 +77,10 @@ impl ChunkingParams {
     }
 }
 
+/// The fastest zstd level a store may name: zstd's negative levels leave
+/// literals uncompressed, trading ratio for speed.
+pub const MIN_ZSTD_LEVEL: i32 = -7;
+
 /// How chunk frames are compressed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compression {
@@ -154,7 +158,8 @@ impl StoreConfig {
             });
         }
         cfg.chunking.validate()?;
-        if !(1..=22).contains(&cfg.compression.zstd_level)
+        if !(MIN_ZSTD_LEVEL..=22).contains(&cfg.compression.zstd_level)
+            || cfg.compression.zstd_level == 0
             || cfg.compression.frame_target > 16 << 20
             || !(1 << 20..=1 << 32).contains(&cfg.pack_target)
         {
