@@ -213,6 +213,20 @@ fn control_plane_db_outside_the_data_path_is_captured_under_root_db_and_restores
         .count();
     assert_eq!(tenant_dbs, 3, "{files:?}");
 
+    // Snapshots after it take the db root from the parent like any file:
+    // untouched, it is not read; touched (same bytes, a new mtime), only
+    // its header area is read, as for a db inside the data path.
+    let size = fs::metadata(&db).unwrap().len();
+    let same = snap(&s, &data, &["--db", db.to_str().unwrap()]);
+    assert_eq!(same["bytes_read"].as_u64(), Some(0), "{same}");
+    let f = fs::OpenOptions::new().write(true).open(&db).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let touched = snap(&s, &data, &["--db", db.to_str().unwrap()]);
+    let read = touched["bytes_read"].as_u64().unwrap();
+    assert!(read > 0 && read <= 64 * 1024, "{read} bytes read of {size}");
+
     // Restored in place to a new host layout: the db goes to --db.
     let new = s.path("new");
     fs::create_dir(&new).unwrap();

@@ -26,7 +26,7 @@ use crate::ingest::Ingest;
 use crate::packer::ChunkSink;
 use crate::reader::ChunkReader;
 use crate::store::Store;
-use crate::walk::{entry_meta, unchanged, DirPlan, EntryPlan, FileJob, ItemPlan, Walker};
+use crate::walk::{entry_meta, DirPlan, EntryPlan, FileJob, ItemPlan, Walker};
 
 /// Files smaller than this are ingested many at a time; larger ones one at
 /// a time, each with parallel chunking inside.
@@ -209,23 +209,7 @@ fn take(
         let plan = if m.is_dir() {
             RootPlan::Dir(walker.dir(&path, prev.and_then(|r| r.tree))?)
         } else {
-            let reuse = prev
-                .and_then(|r| r.file.as_ref())
-                .filter(|_| !walker.full_read)
-                .and_then(|e| unchanged(e, &meta, m.len()));
-            let item = match reuse {
-                Some(c) => ItemPlan::Reuse(c),
-                None => {
-                    walker.files.push(FileJob {
-                        path: path.clone(),
-                        size: m.len(),
-                        parent: None,
-                    });
-                    ItemPlan::Read {
-                        slot: walker.files.len() - 1,
-                    }
-                }
-            };
+            let item = walker.file(&path, &meta, m.len(), prev.and_then(|r| r.file.as_ref()));
             RootPlan::File(EntryPlan {
                 name: file_name_bytes(&path),
                 meta,

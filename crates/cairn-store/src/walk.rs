@@ -95,6 +95,36 @@ pub(crate) fn unchanged(parent: &TreeEntry, meta: &EntryMeta, size: u64) -> Opti
 }
 
 impl<'r, 's> Walker<'r, 's> {
+    /// Plans the file at `path` against its entry in the parent snapshot:
+    /// reused when unchanged, else queued to be read (a DuckDB file with
+    /// the parent's content, so only its changed blocks are read).
+    pub fn file(
+        &mut self,
+        path: &Path,
+        meta: &EntryMeta,
+        size: u64,
+        prev: Option<&TreeEntry>,
+    ) -> ItemPlan {
+        let prev = prev.filter(|_| !self.full_read);
+        if let Some(c) = prev.and_then(|p| unchanged(p, meta, size)) {
+            self.reused += 1;
+            self.reused_bytes += c.size;
+            return ItemPlan::Reuse(c);
+        }
+        let parent = prev.and_then(|p| match &p.kind {
+            EntryKind::File(c) if c.layout.hash_is_of_list() => Some(c.clone()),
+            _ => None,
+        });
+        self.files.push(FileJob {
+            path: path.to_path_buf(),
+            size,
+            parent,
+        });
+        ItemPlan::Read {
+            slot: self.files.len() - 1,
+        }
+    }
+
     /// Plans the directory at `path`; `parent` is its tree in the parent snapshot.
     pub fn dir(&mut self, path: &Path, parent: Option<ChunkId>) -> Result<DirPlan> {
         let parent_entries: HashMap<Vec<u8>, TreeEntry> = match parent {
@@ -150,32 +180,7 @@ impl<'r, 's> Walker<'r, 's> {
                 });
                 ItemPlan::Dir(self.dir(&child, sub)?)
             } else if ft.is_file() {
-                match prev
-                    .filter(|_| !self.full_read)
-                    .and_then(|p| unchanged(p, &meta, m.len()))
-                {
-                    Some(c) => {
-                        self.reused += 1;
-                        self.reused_bytes += c.size;
-                        ItemPlan::Reuse(c)
-                    }
-                    None => {
-                        let parent = prev
-                            .filter(|_| !self.full_read)
-                            .and_then(|p| match &p.kind {
-                                EntryKind::File(c) if c.layout.hash_is_of_list() => Some(c.clone()),
-                                _ => None,
-                            });
-                        self.files.push(FileJob {
-                            path: child.clone(),
-                            size: m.len(),
-                            parent,
-                        });
-                        ItemPlan::Read {
-                            slot: self.files.len() - 1,
-                        }
-                    }
-                }
+                self.file(&child, &meta, m.len(), prev)
             } else if ft.is_symlink() {
                 let target = fs::read_link(&child).at(&child)?;
                 ItemPlan::Symlink(target.as_os_str().as_bytes().to_vec())
