@@ -278,7 +278,7 @@ pub fn execute(
         // so the restoring threads decode the next file while the disk
         // writes this one (and several fsyncs share a journal commit).
         let syncs = match durability {
-            Durability::Synced => Some(SyncThreads::start(scope)?),
+            Durability::Synced => Some(SyncThreads::start(scope, progress)?),
             Durability::Unsynced => None,
         };
         let restore_all = || -> Vec<Outcome> {
@@ -289,14 +289,15 @@ pub fn execute(
                     |(lists, data), &i| {
                         let f = &plan.files[i];
                         let r = restore_file(&reader, lists, data, f, target, durability, progress);
+                        // A file counts as done once it is in place (and
+                        // durable, when the restore is).
+                        let outcome = match (r, &syncs) {
+                            (Ok(placed), Some(syncs)) => return syncs.send(i, placed),
+                            (Ok(placed), None) => (i, placed.complete().map_err(|e| e.to_string())),
+                            (Err(e), _) => (i, Err(e.to_string())),
+                        };
                         progress.file_done();
-                        match (r, &syncs) {
-                            (Ok(placed), Some(syncs)) => syncs.send(i, placed),
-                            (Ok(placed), None) => {
-                                Some((i, placed.complete().map_err(|e| e.to_string())))
-                            }
-                            (Err(e), _) => Some((i, Err(e.to_string()))),
-                        }
+                        Some(outcome)
                     },
                 )
                 .flatten()
@@ -443,6 +444,7 @@ type Outcome = (usize, std::result::Result<u64, String>);
 /// Threads that make staged files durable and rename them into place.
 struct SyncThreads<'scope> {
     queue: SyncSender<(usize, Placement)>,
+    progress: &'scope dyn Progress,
     threads: Vec<std::thread::ScopedJoinHandle<'scope, Vec<Outcome>>>,
 }
 
@@ -455,7 +457,10 @@ const SYNC_THREADS: usize = 8;
 const SYNCS_QUEUED: usize = 32;
 
 impl<'scope> SyncThreads<'scope> {
-    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>) -> Result<Self> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        progress: &'scope dyn Progress,
+    ) -> Result<Self> {
         let (queue, jobs) = sync_channel::<(usize, Placement)>(SYNCS_QUEUED);
         let jobs = std::sync::Arc::new(Mutex::new(jobs));
         let threads = (0..SYNC_THREADS)
@@ -471,13 +476,18 @@ impl<'scope> SyncThreads<'scope> {
                             next.unwrap_or(Err(std::sync::mpsc::RecvError))
                         } {
                             done.push((i, placed.complete().map_err(|e| e.to_string())));
+                            progress.file_done();
                         }
                         done
                     })
                     .map_err(|e| StoreError::Usage(format!("cannot start sync threads: {e}")))
             })
             .collect::<Result<_>>()?;
-        Ok(Self { queue, threads })
+        Ok(Self {
+            queue,
+            progress,
+            threads,
+        })
     }
 
     /// Queues a staged file; it comes back from [`Self::finish`].
@@ -488,7 +498,9 @@ impl<'scope> SyncThreads<'scope> {
             // do while the queue is open): the file is completed here.
             Err(back) => {
                 let (i, placed) = back.0;
-                Some((i, placed.complete().map_err(|e| e.to_string())))
+                let outcome = (i, placed.complete().map_err(|e| e.to_string()));
+                self.progress.file_done();
+                Some(outcome)
             }
         }
     }

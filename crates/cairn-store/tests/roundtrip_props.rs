@@ -596,3 +596,87 @@ fn stable_file_with_duckdb_magic_and_bad_header_is_kept() {
     restore_to(&store, id, &target);
     same(&before, &seen(&target), "damaged DuckDB file").unwrap();
 }
+
+/// Counts restored files and, each time one is reported done, checks it
+/// is in place: at least as many files under their real names as reported.
+struct PlacedFiles {
+    target: PathBuf,
+    done: std::sync::atomic::AtomicUsize,
+    early: std::sync::atomic::AtomicUsize,
+}
+
+impl cairn_store::Progress for PlacedFiles {
+    fn file_done(&self) {
+        use std::sync::atomic::Ordering;
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        let placed = files_in(&self.target)
+            .iter()
+            .filter(|p| !p.to_string_lossy().contains(".cairn-restore"))
+            .count();
+        if placed < done {
+            self.early.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Every regular file under `dir`.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(files_in(&e.path())),
+            Ok(t) if t.is_file() => out.push(e.path()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A restore reports a file done only once it is in place under its own
+/// name (after its fsync, when durable), and every file exactly once.
+#[test]
+fn restore_reports_a_file_done_once_it_is_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    for i in 0..40u8 {
+        let dir = if i % 2 == 0 {
+            data.clone()
+        } else {
+            data.join("sub")
+        };
+        fs::write(
+            dir.join(format!("f{i}")),
+            xof(&[i], 1000 + usize::from(i) * 3000),
+        )
+        .unwrap();
+    }
+    let store_path = tmp.path().join("store");
+    Store::init(&store_path).unwrap();
+    let store = Store::open(&store_path).unwrap();
+    let id = take(&store, &data);
+    for (n, durability) in [restore::Durability::Synced, restore::Durability::Unsynced]
+        .into_iter()
+        .enumerate()
+    {
+        let progress = PlacedFiles {
+            target: tmp.path().join(format!("t{n}")),
+            done: Default::default(),
+            early: Default::default(),
+        };
+        let report = restore::restore(
+            &store,
+            &RestoreOptions {
+                snapshot: id,
+                target: progress.target.clone(),
+                overwrite: false,
+                durability,
+            },
+            &progress,
+        )
+        .expect("restore");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_eq!(progress.done.into_inner(), 40, "{durability:?}");
+        assert_eq!(progress.early.into_inner(), 0, "{durability:?}");
+    }
+}
