@@ -84,6 +84,16 @@ impl Writeback {
     }
 }
 
+/// A writeback given up (the file failed, or is removed) still waits for
+/// its running sync: no sync thread outlives the file's writer.
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        if let Some(h) = self.running.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +114,23 @@ mod tests {
         assert!(w.wait().is_err(), "the failure is sticky");
         assert!(w.maybe_start(3 * EARLY_SYNC_EVERY).is_err());
         assert!(w.running.is_none());
+    }
+
+    /// Dropped mid-sync, a writeback waits for that sync to end.
+    #[test]
+    fn a_dropped_writeback_waits_for_its_sync() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writeback::new(File::create(dir.path().join("f")).unwrap());
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        w.running = Some(std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        }));
+        drop(w);
+        assert!(ended.load(Ordering::SeqCst));
     }
 }
