@@ -301,6 +301,12 @@ impl Index {
 
     /// Empties every tree and drops the `complete` marker.
     pub fn clear(&self) -> Result<()> {
+        // The in-memory views go first, so that a clear failing part-way
+        // leaves none of them describing records already gone.
+        *self.map.write().expect("chunk map lock") = None;
+        *self.meta_map.write().expect("chunk map lock") = None;
+        self.recent.lock().expect("pack cache lock").clear();
+        *self.next_pack_no.lock().expect("pack number lock") = None;
         for t in [
             &self.meta,
             &self.packs,
@@ -321,10 +327,6 @@ impl Index {
         // Only once no durable record names them do the files go.
         self.db.flush().map_err(|e| self.err(e))?;
         self.entry_dir.clear().map_err(|e| self.io(e))?;
-        *self.map.write().expect("chunk map lock") = None;
-        *self.meta_map.write().expect("chunk map lock") = None;
-        self.recent.lock().expect("pack cache lock").clear();
-        *self.next_pack_no.lock().expect("pack number lock") = None;
         Ok(())
     }
 
