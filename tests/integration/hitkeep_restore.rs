@@ -398,6 +398,25 @@ fn runbook_command_restores_into_an_empty_data_path() {
     assert_restored(&data, &new);
 }
 
+/// A relative --data-path that does not exist yet is created where the
+/// working directory says, its parents too (it once failed with an error
+/// naming an empty path).
+#[test]
+fn a_relative_data_path_not_there_yet_is_created_and_restored() {
+    let s = Scratch::new();
+    let (data, id) = setup(&s);
+    let args = in_place_args(&s, &id, Path::new("new-host/data"), &["--yes"]);
+    let out = Command::new(cairn_bin())
+        .args(&args)
+        .current_dir(s.path(""))
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_FAILPOINT")
+        .output()
+        .unwrap();
+    ok(out, "restore to a relative data path");
+    assert_restored(&data, &s.path("new-host/data"));
+}
+
 #[test]
 fn runbook_command_restores_over_an_aged_data_path_with_wals() {
     let s = Scratch::new();

@@ -34,6 +34,7 @@ pub mod retention;
 pub mod snapshot;
 pub mod stats;
 mod store;
+mod sync_threads;
 mod tree;
 mod walk;
 mod writeback;

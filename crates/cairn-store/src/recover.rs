@@ -33,9 +33,10 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::hitkeep::{wal_path, ROOT_ARCHIVE, ROOT_DB, ROOT_DB_WAL};
 use crate::inuse::{holders, Holder};
 use crate::reader::{ChunkReader, FrameCache};
-use crate::restore::{self, stage_file, Durability, PlannedFile};
+use crate::restore::{self, stage_file, Durability, PlannedFile, StagedFile};
 use crate::snapshot::Progress;
 use crate::store::Store;
+use crate::sync_threads::{Completion, Outcome, SyncThreads};
 
 /// Which part of a snapshot to restore.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +185,15 @@ pub fn plan(
             manifest.id
         )));
     }
+    // Relative paths are taken from the working directory now: a
+    // destination's parent must be a real directory (or one to create).
+    let absolute = |p: &Path| std::path::absolute(p).at(p);
+    let opts = &RecoverOptions {
+        db: absolute(&opts.db)?,
+        data: absolute(&opts.data)?,
+        archive: opts.archive.as_deref().map(absolute).transpose()?,
+        ..opts.clone()
+    };
     let files = restore::plan(store, manifest)?;
     if let Some((dir, why)) = files.failed.first() {
         // In place, a partial restore would mix snapshot and live files.
@@ -364,35 +374,48 @@ pub fn execute(
         }
     }
     let reader = ChunkReader::new(store);
-    let staged: Vec<Result<u64>> = todo
-        .par_iter()
-        .map_init(
-            || (FrameCache::default(), FrameCache::default()),
-            |(lists, data), item| {
-                let temp = plan.temp(&item.dest);
-                let _ = fs::remove_file(&temp);
-                let mode = if item.is_db {
-                    0o600
-                } else {
-                    item.file.meta.mode & 0o7777
-                };
-                // In place: the file replaces a live database, so it must
-                // be on disk before it is renamed there.
-                let r = stage_file(
-                    &reader,
-                    (lists, data),
-                    &item.file,
-                    &temp,
-                    mode,
-                    Durability::Synced,
-                    progress,
-                )
-                .and_then(|staged| staged.make_durable().at(&temp));
-                progress.file_done();
-                r
-            },
-        )
-        .collect();
+    // In place: a file replaces a live database, so it must be on disk
+    // before it is renamed there; the sync threads make it so while the
+    // next file is staged.
+    let mut staged = std::thread::scope(|scope| -> Result<Vec<Outcome>> {
+        let syncs = SyncThreads::start(scope, progress)?;
+        let mut outcomes: Vec<Outcome> = todo
+            .par_iter()
+            .enumerate()
+            .map_init(
+                || (FrameCache::default(), FrameCache::default()),
+                |(lists, data), (i, item)| {
+                    let temp = plan.temp(&item.dest);
+                    let _ = fs::remove_file(&temp);
+                    let mode = if item.is_db {
+                        0o600
+                    } else {
+                        item.file.meta.mode & 0o7777
+                    };
+                    let staged = stage_file(
+                        &reader,
+                        (lists, data),
+                        &item.file,
+                        &temp,
+                        mode,
+                        Durability::Synced,
+                        progress,
+                    );
+                    match staged {
+                        Ok(staged) => syncs.send(i, Staged { temp, staged }),
+                        Err(e) => {
+                            progress.file_done();
+                            Some((i, Err(e.to_string())))
+                        }
+                    }
+                },
+            )
+            .flatten()
+            .collect();
+        syncs.finish(&mut outcomes, todo.len());
+        Ok(outcomes)
+    })?;
+    staged.sort_by_key(|(i, _)| *i);
     let cleanup = |created_dirs: &[PathBuf]| {
         for item in &todo {
             let _ = fs::remove_file(plan.temp(&item.dest));
@@ -402,7 +425,7 @@ pub fn execute(
         }
     };
     let mut bytes = 0;
-    for (item, r) in todo.iter().zip(staged) {
+    for ((_, r), item) in staged.into_iter().zip(&todo) {
         match r {
             Ok(n) => bytes += n,
             Err(e) => {
@@ -475,4 +498,17 @@ pub fn execute(
         }
     }
     Ok(report)
+}
+
+/// A file staged under its temp name, on its way to disk.
+struct Staged {
+    temp: PathBuf,
+    staged: StagedFile,
+}
+
+impl Completion for Staged {
+    /// Waits until the file is on disk (the swap renames it later).
+    fn complete(self) -> Result<u64> {
+        self.staged.make_durable().at(&self.temp)
+    }
 }

@@ -13,8 +13,6 @@ use std::fs::{self, File, FileTimes, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -30,6 +28,7 @@ use crate::holes::HoleWriter;
 use crate::reader::{ChunkReader, FrameCache};
 use crate::snapshot::Progress;
 use crate::store::Store;
+use crate::sync_threads::{Completion, Outcome, SyncThreads};
 use crate::tree::{for_each_chunk, load_tree};
 use crate::writeback::Writeback;
 
@@ -315,16 +314,7 @@ pub fn execute(
             None => restore_all(),
         };
         if let Some(syncs) = syncs {
-            outcomes.extend(syncs.finish());
-            let mut seen = vec![false; plan.files.len()];
-            for (i, _) in &outcomes {
-                seen[*i] = true;
-            }
-            outcomes.extend(
-                (0..plan.files.len())
-                    .filter(|&i| !seen[i])
-                    .map(|i| (i, Err("its fsync did not finish".to_string()))),
-            );
+            syncs.finish(&mut outcomes, plan.files.len());
         }
         Ok(outcomes)
     })?;
@@ -412,7 +402,7 @@ struct Placement {
     staged: StagedFile,
 }
 
-impl Placement {
+impl Completion for Placement {
     /// Makes the file durable (when the restore is) and renames it into
     /// place; on error the temp file is removed.
     fn complete(self) -> Result<u64> {
@@ -434,89 +424,6 @@ impl Placement {
             let _ = fs::remove_file(&temp);
         }
         result
-    }
-}
-
-/// A file's index in the plan and what became of it: bytes written, or
-/// why it was not restored.
-type Outcome = (usize, std::result::Result<u64, String>);
-
-/// Threads that make staged files durable and rename them into place.
-struct SyncThreads<'scope> {
-    queue: SyncSender<(usize, Placement)>,
-    progress: &'scope dyn Progress,
-    threads: Vec<std::thread::ScopedJoinHandle<'scope, Vec<Outcome>>>,
-}
-
-/// Sync threads of a durable restore: fsyncs are waits on the disk, and
-/// several at once let it write while the restoring threads compute.
-const SYNC_THREADS: usize = 8;
-
-/// Staged files waiting for a sync thread; a restoring thread that finds
-/// the queue full waits, which bounds the files held open.
-const SYNCS_QUEUED: usize = 32;
-
-impl<'scope> SyncThreads<'scope> {
-    fn start<'env>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        progress: &'scope dyn Progress,
-    ) -> Result<Self> {
-        let (queue, jobs) = sync_channel::<(usize, Placement)>(SYNCS_QUEUED);
-        let jobs = std::sync::Arc::new(Mutex::new(jobs));
-        let threads = (0..SYNC_THREADS)
-            .map(|n| {
-                let jobs = jobs.clone();
-                std::thread::Builder::new()
-                    .name(format!("cairn-sync-{n}"))
-                    .spawn_scoped(scope, move || {
-                        let mut done = Vec::new();
-                        // The lock is held only to take the next file.
-                        while let Ok((i, placed)) = {
-                            let next = jobs.lock().map(|jobs| jobs.recv());
-                            next.unwrap_or(Err(std::sync::mpsc::RecvError))
-                        } {
-                            done.push((i, placed.complete().map_err(|e| e.to_string())));
-                            progress.file_done();
-                        }
-                        done
-                    })
-                    .map_err(|e| StoreError::Usage(format!("cannot start sync threads: {e}")))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            queue,
-            progress,
-            threads,
-        })
-    }
-
-    /// Queues a staged file; it comes back from [`Self::finish`].
-    fn send(&self, i: usize, placed: Placement) -> Option<Outcome> {
-        match self.queue.send((i, placed)) {
-            Ok(()) => None,
-            // Only when every sync thread is gone (which the threads never
-            // do while the queue is open): the file is completed here.
-            Err(back) => {
-                let (i, placed) = back.0;
-                let outcome = (i, placed.complete().map_err(|e| e.to_string()));
-                self.progress.file_done();
-                Some(outcome)
-            }
-        }
-    }
-
-    /// Waits for every queued file; their outcomes.
-    fn finish(self) -> Vec<Outcome> {
-        drop(self.queue);
-        let mut outcomes = Vec::new();
-        for t in self.threads {
-            // A thread that panicked loses its outcomes: those files are
-            // reported as not restored by the caller.
-            if let Ok(done) = t.join() {
-                outcomes.extend(done);
-            }
-        }
-        outcomes
     }
 }
 
