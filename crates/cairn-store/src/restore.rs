@@ -427,6 +427,9 @@ impl Completion for Placement {
     }
 }
 
+/// The longest all-zero page ([`ChunkId::of_zeros`]), to write zero pages from.
+static ZERO_PAGE: [u8; 256 << 10] = [0; 256 << 10];
+
 /// Raw bytes of a file restored from a local store per parallel step (two
 /// such buffers per file being restored).
 const RESTORE_WINDOW: usize = 4 << 20;
@@ -477,8 +480,10 @@ pub(crate) fn stage_file(
     let mut written = 0u64;
     let ctx = || f.rel.display().to_string();
     let mut write_err = None;
-    let mut write = |id: &ChunkId, data: &mut FrameCache| {
-        reader.with_chunk(id, data, &ctx, |bytes| {
+    // Writes chunk `id` of `len` bytes; an all-zero page is known by its
+    // id alone, with no frame to fetch or decode.
+    let mut write = |id: &ChunkId, len: u64, data: &mut FrameCache| {
+        let mut emit = |bytes: &[u8]| {
             if !by_list {
                 hasher.update(bytes);
             }
@@ -487,7 +492,12 @@ pub(crate) fn stage_file(
             if let Err(e) = out.write_all(bytes) {
                 write_err.get_or_insert(e);
             }
-        })
+        };
+        if ChunkId::of_zeros(len) == Some(*id) {
+            emit(&ZERO_PAGE[..len as usize]);
+            return Ok(());
+        }
+        reader.with_chunk(id, data, &ctx, emit)
     };
     if f.content.is_delta() {
         // A patch on a base (at most 64 MiB): rebuilt whole, every file
@@ -505,18 +515,28 @@ pub(crate) fn stage_file(
     } else if reader.fetches_ahead() {
         // A remote store: the file's chunks go in windows; each window is
         // fetched (in parallel ranges) while the one before is written.
+        // All-zero pages are known by their ids and never fetched.
         let mut front = std::mem::take(data);
         let mut back = FrameCache::default();
         let (mut filling, mut ready) = (Vec::new(), Vec::new());
         let mut filled = 0u64;
-        let mut step = |filling: &mut Vec<ChunkId>,
-                        ready: &mut Vec<ChunkId>,
+        let mut step = |filling: &mut Vec<(ChunkId, u64)>,
+                        ready: &mut Vec<(ChunkId, u64)>,
                         front: &mut FrameCache,
                         back: &mut FrameCache|
          -> Result<()> {
+            let to_fetch: Vec<ChunkId> = filling
+                .iter()
+                .filter(|(id, len)| ChunkId::of_zeros(*len) != Some(*id))
+                .map(|(id, _)| *id)
+                .collect();
             let (fetched, wrote) = rayon::join(
-                || reader.prefetch(filling, back, &ctx),
-                || ready.drain(..).try_for_each(|id| write(&id, front)),
+                || reader.prefetch(&to_fetch, back, &ctx),
+                || {
+                    ready
+                        .drain(..)
+                        .try_for_each(|(id, len)| write(&id, len, front))
+                },
             );
             fetched?;
             wrote?;
@@ -526,7 +546,7 @@ pub(crate) fn stage_file(
         };
         for_each_chunk(reader, &f.content.chunks, lists, &ctx, &mut |child| {
             listed.push(&child.id, child.len);
-            filling.push(child.id);
+            filling.push((child.id, child.len));
             filled += child.len;
             if filled >= PREFETCH_WINDOW {
                 filled = 0;
