@@ -417,6 +417,57 @@ fn a_relative_data_path_not_there_yet_is_created_and_restored() {
     assert_restored(&data, &s.path("new-host/data"));
 }
 
+/// In place, files with 255-byte names are created, and replaced with
+/// the originals set aside under names that fit.
+#[test]
+fn in_place_restore_takes_names_of_255_bytes() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    tiny_data_path(&data);
+    let long = ["a".repeat(255), format!("{}{}", "b".repeat(250), "-one")];
+    for (i, n) in long.iter().enumerate() {
+        fs::write(data.join("assets").join(n), format!("snapshot {i}")).unwrap();
+    }
+    s.ok(&["init"]);
+    let id = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    let new = s.path("new");
+    ok(
+        run(&in_place_args(&s, &id, &new, &["--yes"]), &[], b""),
+        "in-place restore into an empty data path",
+    );
+    for (i, n) in long.iter().enumerate() {
+        assert_eq!(
+            fs::read(new.join("assets").join(n)).unwrap(),
+            format!("snapshot {i}").as_bytes()
+        );
+        fs::write(new.join("assets").join(n), format!("live {i}")).unwrap();
+    }
+    ok(
+        run(&in_place_args(&s, &id, &new, &["--yes"]), &[], b""),
+        "in-place restore over changed files",
+    );
+    let assets: Vec<String> = fs::read_dir(new.join("assets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for (i, n) in long.iter().enumerate() {
+        assert_eq!(
+            fs::read(new.join("assets").join(n)).unwrap(),
+            format!("snapshot {i}").as_bytes()
+        );
+        let aside: Vec<&String> = assets
+            .iter()
+            .filter(|a| {
+                a.contains(".pre-restore.")
+                    && fs::read(new.join("assets").join(a)).unwrap()
+                        == format!("live {i}").as_bytes()
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{i}: {assets:?}");
+        assert!(aside[0].starts_with(&n[..150]), "{}", aside[0]);
+    }
+}
+
 #[test]
 fn runbook_command_restores_over_an_aged_data_path_with_wals() {
     let s = Scratch::new();

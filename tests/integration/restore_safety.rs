@@ -79,3 +79,40 @@ fn damaged_pack_fails_named_files_and_restores_the_rest() {
         b"small and fine"
     );
 }
+
+/// Names as long as a file system takes (255 bytes: plain, multi-byte
+/// text, not text at all, and two that share their first 240 bytes)
+/// restore, though restore's temp names add to them.
+#[test]
+fn names_of_255_bytes_restore() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    let names: Vec<Vec<u8>> = vec![
+        vec![b'x'; 255],
+        [vec![b'y'; 240], b"-first-name-abc".to_vec()].concat(),
+        [vec![b'y'; 240], b"-other-name-abc".to_vec()].concat(),
+        "é".repeat(127).into_bytes(),
+        [vec![0xffu8; 200], vec![b'z'; 55]].concat(),
+    ];
+    for (i, n) in names.iter().enumerate() {
+        assert!(n.len() >= 254);
+        let name = std::ffi::OsStr::from_bytes(n);
+        fs::write(data.join(name), vec![i as u8; 1000 + i]).unwrap();
+    }
+    s.ok(&["init"]);
+    s.snapshot(&data);
+    let target = s.path("t");
+    s.ok(&["restore", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&data, &target);
+    // Over an existing target too.
+    s.ok(&[
+        "restore",
+        "--overwrite",
+        "--no-sync",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_same_tree(&data, &target);
+}

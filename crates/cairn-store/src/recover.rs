@@ -128,10 +128,14 @@ impl RecoverPlan {
     }
 }
 
+/// `p` with `suffix` after its file name, the name cut to fit (leaving
+/// room for [`free_name`]'s `.N` too).
 fn suffixed(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let name = p.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+    let mut name = restore::fit_name(name, suffix.len() + 8);
+    name.extend_from_slice(suffix.as_bytes());
+    p.with_file_name(std::ffi::OsString::from_vec(name))
 }
 
 /// What a recovery did.
@@ -300,7 +304,10 @@ fn free_name(path: &Path) -> PathBuf {
     let mut n = 0;
     while fs::symlink_metadata(&candidate).is_ok() {
         n += 1;
-        candidate = suffixed(path, &format!(".{n}"));
+        // `suffixed` left room for this.
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        candidate = PathBuf::from(name);
     }
     candidate
 }

@@ -377,13 +377,14 @@ fn restore_file(
 ) -> Result<Placement> {
     let dest = target.join(&f.rel);
     let dir = dest.parent().unwrap_or(target);
-    let stem = format!(
-        ".{}.cairn-restore",
-        f.rel
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    );
+    let name = f
+        .rel
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    // `.NAME.cairn-restore.PID.RANDOM.tmp`: 48 bytes besides the name.
+    let name = fit_name(name.as_bytes(), 48);
+    let stem = format!(".{}.cairn-restore", String::from_utf8_lossy(&name));
     let temp = atomic::temp_path(dir, &stem);
     let mode = f.meta.mode & 0o7777;
     match stage_file(reader, (lists, data), f, &temp, mode, durability, progress) {
@@ -393,6 +394,29 @@ fn restore_file(
             Err(e)
         }
     }
+}
+
+/// The longest file name (in bytes) Linux file systems take.
+const NAME_MAX: usize = 255;
+
+/// `name` cut so that it and `room` more bytes fit in [`NAME_MAX`], for a
+/// temp or set-aside name made from a file's name. A cut name ends in `~`
+/// and 16 hex digits of the whole name's hash, so names that share a
+/// beginning stay apart; text is cut on a character boundary.
+pub(crate) fn fit_name(name: &[u8], room: usize) -> Vec<u8> {
+    if name.len() + room <= NAME_MAX {
+        return name.to_vec();
+    }
+    let mut keep = NAME_MAX.saturating_sub(room + 17).min(name.len());
+    if let Ok(text) = std::str::from_utf8(name) {
+        while !text.is_char_boundary(keep) {
+            keep -= 1;
+        }
+    }
+    let mut out = name[..keep].to_vec();
+    out.push(b'~');
+    out.extend_from_slice(hex::encode(&blake3::hash(name).as_bytes()[..8]).as_bytes());
+    out
 }
 
 /// A restored file under its temp name, on its way to its real name.
