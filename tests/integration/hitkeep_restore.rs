@@ -685,6 +685,51 @@ fn tenant_and_control_plane_scopes_restore_only_their_files() {
             &data.join("tenants").join(u).join("hitkeep.db")
         ));
     }
+
+    // A tenant the snapshot does not hold is refused, naming it, and
+    // changes nothing.
+    let before = tree_digest(&data);
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let err = s.fails(&[
+        "restore",
+        "--snapshot",
+        &id,
+        "--data-path",
+        data.to_str().unwrap(),
+        "--tenant",
+        unknown,
+        "--yes",
+    ]);
+    assert!(err.contains(unknown) && err.contains(&id), "{err}");
+    assert_eq!(tree_digest(&data), before);
+    // The scopes and places of an in-place restore mean nothing with
+    // --target: refused, not ignored.
+    let target = s.path("elsewhere");
+    for extra in [
+        vec!["--tenant", t.as_str()],
+        vec!["--control-plane"],
+        vec!["--db", "x.db"],
+        vec!["--archive-path", "arch"],
+        vec!["--with-wal"],
+        vec!["--force"],
+    ] {
+        let mut args = vec![
+            "restore",
+            "--snapshot",
+            &id,
+            "--target",
+            target.to_str().unwrap(),
+        ];
+        args.extend(&extra);
+        let out = s.cairn(&args);
+        assert!(!out.status.success(), "{extra:?} accepted with --target");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!target.exists(), "{extra:?}");
+    }
 }
 
 /// A WAL written after the snapshot, beside a database the restore leaves

@@ -390,22 +390,26 @@ pub struct InPlaceArgs {
     #[arg(long, value_name = "PATH")]
     pub data_path: Option<PathBuf>,
     /// The control-plane database [default: DATA_PATH/hitkeep.db].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "target")]
     pub db: Option<PathBuf>,
     /// Where archives go [default: as in the snapshot].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "target")]
     pub archive_path: Option<PathBuf>,
     /// Restore only this tenant (its database and archives).
-    #[arg(long, value_name = "UUID", conflicts_with = "control_plane")]
+    #[arg(
+        long,
+        value_name = "UUID",
+        conflicts_with_all = ["control_plane", "target"]
+    )]
     pub tenant: Option<String>,
     /// Restore only the control-plane database.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "target")]
     pub control_plane: bool,
     /// Also restore captured WAL files (by default a restore boots without one).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "target")]
     pub with_wal: bool,
     /// Restore even if a process holds a database open (HitKeep running).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "target")]
     pub force: bool,
     /// Do not ask for confirmation.
     #[arg(long)]

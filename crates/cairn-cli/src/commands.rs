@@ -666,7 +666,7 @@ fn in_place(
         }
     }
     if !yes && !confirm()? {
-        eprintln!("cairn: not confirmed; nothing changed (pass -yes to restore without asking)");
+        eprintln!("cairn: not confirmed; nothing changed (pass --yes to restore without asking)");
         return Ok(ExitCode::from(1));
     }
     let bar = Bar::new(cli.quiet || cli.json, "restore");

@@ -271,6 +271,25 @@ pub fn plan(
             is_db,
         });
     }
+    // A scope the snapshot holds nothing of is a mistake (a mistyped
+    // tenant id), not an empty restore.
+    if items.is_empty() && skipped_wals.is_empty() {
+        match &opts.scope {
+            Scope::All => {}
+            Scope::Tenant(t) => {
+                return Err(StoreError::Usage(format!(
+                    "snapshot {} holds no tenant {t}",
+                    manifest.id
+                )))
+            }
+            Scope::ControlPlane => {
+                return Err(StoreError::Usage(format!(
+                    "snapshot {} holds no control-plane database",
+                    manifest.id
+                )))
+            }
+        }
+    }
     // A WAL beside any restored database (replaced, identical, or new) is
     // not the snapshot's: replaying it would bring back later writes.
     let restored_dbs: Vec<PathBuf> = items
