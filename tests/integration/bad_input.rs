@@ -645,6 +645,25 @@ fn compression_level_is_checked_and_used() {
         assert!(!err.contains("panicked"), "{err}");
         assert!(!store.exists(), "level {level} created a store");
     }
+    // A chunk size the config refuses: nothing is created, so the same
+    // init with a good value then works.
+    let store = s.path("bad-chunk");
+    for (kib, ok) in [("3", false), ("512", false), ("4", true)] {
+        let out = cairn_raw(&[
+            "--store".as_ref(),
+            store.as_os_str(),
+            "init".as_ref(),
+            "--duckdb-chunk-kib".as_ref(),
+            kib.as_ref(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{kib} KiB: {err}");
+        if !ok {
+            assert!(err.contains("DuckDB chunk size"), "{kib} KiB: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(!store.exists(), "{kib} KiB left {:?}", files_under(&store));
+        }
+    }
     // A chosen level is recorded and changes what is stored: compressible
     // text takes fewer pack bytes at level 1 than at -1 (literals left
     // uncompressed), and fewer at 19 than at 1.

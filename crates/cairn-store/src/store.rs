@@ -63,6 +63,16 @@ impl Store {
     /// Creates a new store, letting `adjust` change the default config
     /// (chunking parameters are fixed for the store's life).
     pub fn init_with(path: &Path, adjust: impl FnOnce(&mut StoreConfig)) -> Result<StoreConfig> {
+        // The config first: a bad parameter leaves nothing behind.
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Usage(format!("no randomness: {e}")))?;
+        let mut config = StoreConfig::new(id);
+        adjust(&mut config);
+        config
+            .chunking
+            .validate()
+            .map_err(|e| StoreError::Usage(e.to_string()))?;
+        let bytes = config.encode().what("store config")?;
         if path.exists() {
             let mut entries = fs::read_dir(path).at(path)?;
             if entries.next().is_some() {
@@ -82,15 +92,6 @@ impl Store {
                 path: path.to_owned(),
             });
         }
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| StoreError::Usage(format!("no randomness: {e}")))?;
-        let mut config = StoreConfig::new(id);
-        adjust(&mut config);
-        config
-            .chunking
-            .validate()
-            .map_err(|e| StoreError::Usage(e.to_string()))?;
-        let bytes = config.encode().what("store config")?;
         atomic::write_file(&path.join("tmp"), &path.join("config"), &bytes, false)?;
         atomic::sync_dir(path)?;
         let (index, _) = Index::open(&path.join("index"), config.store_id)?;
