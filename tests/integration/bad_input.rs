@@ -168,6 +168,42 @@ fn missing_data_path_is_named_and_store_untouched() {
     assert!(line.contains("does not exist"), "{line}");
     assert_eq!(store_digest(&s.store()), before);
     assert!(!missing.exists());
+
+    // Each given path is named as what it was given as.
+    let data = s.path("data2");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("file"), b"x").unwrap();
+    let no_db = s.path("no-such.db");
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    for (args, want) in [
+        (
+            vec!["--data-path".into(), p(&data), "--db".into(), p(&no_db)],
+            format!("control-plane database {} does not exist", p(&no_db)),
+        ),
+        (
+            vec!["--data-path".into(), p(&data.join("file"))],
+            format!("data path {} is not a directory", p(&data.join("file"))),
+        ),
+        (
+            vec![
+                "--data-path".into(),
+                p(&data),
+                "--db".into(),
+                p(&data.join("sub")),
+            ],
+            format!(
+                "control-plane database {} is not a file",
+                p(&data.join("sub"))
+            ),
+        ),
+    ] {
+        let mut full = vec!["snapshot".to_string()];
+        full.extend(args);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let line = only_error(&s.cairn(&full), &want);
+        assert!(line.contains(&want), "{line}");
+        assert_eq!(store_digest(&s.store()), before);
+    }
 }
 
 /// A file cairn cannot open fails the snapshot, names the file, and the

@@ -55,8 +55,10 @@ pub enum StoreError {
     #[error(transparent)]
     Index(#[from] IndexError),
     /// A source path to snapshot does not exist.
-    #[error("data path {path} does not exist")]
+    #[error("{what} {path} does not exist")]
     SourceMissing {
+        /// What it was given as (`data path`, `control-plane database`...).
+        what: &'static str,
         /// The path.
         path: PathBuf,
     },

@@ -107,10 +107,23 @@ pub fn snapshot(
     store.files().require_local("snapshot")?;
     let sources = match &opts.hitkeep {
         Some(h) => {
-            if !h.data.is_dir() {
+            if !h.data.exists() {
                 return Err(StoreError::SourceMissing {
+                    what: "data path",
                     path: h.data.clone(),
                 });
+            }
+            if !h.data.is_dir() {
+                return Err(StoreError::Usage(format!(
+                    "data path {} is not a directory",
+                    h.data.display()
+                )));
+            }
+            if h.db.exists() && !h.db.is_file() {
+                return Err(StoreError::Usage(format!(
+                    "control-plane database {} is not a file",
+                    h.db.display()
+                )));
             }
             h.sources()
         }
@@ -124,6 +137,13 @@ pub fn snapshot(
     for s in &sources {
         if fs::symlink_metadata(&s.path).is_err() {
             return Err(StoreError::SourceMissing {
+                what: match s.label.as_str() {
+                    hitkeep::ROOT_DATA => "data path",
+                    hitkeep::ROOT_DB => "control-plane database",
+                    hitkeep::ROOT_DB_WAL => "control-plane database WAL",
+                    hitkeep::ROOT_ARCHIVE => "archive directory",
+                    _ => "source",
+                },
                 path: s.path.clone(),
             });
         }
