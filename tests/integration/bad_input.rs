@@ -729,3 +729,82 @@ fn compression_level_is_checked_and_used() {
         "pack bytes at levels -1, 1, 19: {packs:?}"
     );
 }
+
+/// The store never holds restored or snapshotted files of its own: a
+/// restore target inside it, a snapshot of it, and a replica inside it
+/// (or holding it) are refused, naming the path, and change nothing.
+#[test]
+fn the_store_is_never_a_target_source_or_replica_of_itself() {
+    let (s, _, _) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let st = s.store();
+    let inside = st.join("restored");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "restore".into(),
+                "--target".into(),
+                inside.display().to_string(),
+            ],
+            "inside the store",
+        ),
+        (
+            vec![
+                "restore".into(),
+                "--overwrite".into(),
+                "--target".into(),
+                st.display().to_string(),
+            ],
+            "inside the store",
+        ),
+        (
+            vec![
+                "snapshot".into(),
+                "--data-path".into(),
+                st.display().to_string(),
+            ],
+            "inside the store",
+        ),
+        (
+            vec![
+                "restore".into(),
+                "--data-path".into(),
+                inside.display().to_string(),
+                "--yes".into(),
+            ],
+            "inside the store",
+        ),
+        (
+            vec![
+                "replicate".into(),
+                "--to".into(),
+                format!("{}/", st.display()),
+            ],
+            "the store itself",
+        ),
+        (
+            vec![
+                "replicate".into(),
+                "--to".into(),
+                st.join("sub").display().to_string(),
+            ],
+            "the store itself",
+        ),
+        (
+            vec![
+                "replicate".into(),
+                "--to".into(),
+                s.path("").display().to_string(),
+            ],
+            "the store itself",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = only_error(&s.cairn(&args), want);
+        assert!(line.contains(want), "{args:?}: {line}");
+        assert_eq!(store_digest(&s.store()), before, "{args:?}");
+    }
+    assert!(!inside.exists());
+    assert!(!st.join("sub").exists());
+}

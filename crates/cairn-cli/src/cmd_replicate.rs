@@ -21,6 +21,13 @@ use crate::progress::Bar;
 
 pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
     let source_loc = store_location(cli)?;
+    let dest_loc = location(cli, &a.to)?;
+    if dest_loc.overlaps(&source_loc) {
+        anyhow::bail!(
+            "--to {}: that is the store itself, or inside it, or holds it",
+            a.to
+        );
+    }
     let source = store_files(cli, &source_loc)?;
     // A local source's packs must not be pruned away while they are sent.
     let _prune_lock = match source.remote() {
@@ -30,10 +37,6 @@ pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
         )?),
         Some(_) => None,
     };
-    let dest_loc = location(cli, &a.to)?;
-    if dest_loc == source_loc {
-        anyhow::bail!("--to {}: that is the store itself", a.to);
-    }
     let dest = cairn_remote::open(&dest_loc, &retry_policy(cli))?;
     // The destination's writers take its lock: a directory's lock file,
     // or a remote store's lock object.

@@ -174,12 +174,72 @@ impl Location {
             Location::S3(s) => s.url(),
         }
     }
+
+    /// Whether one of the two stores would lie inside the other (or they
+    /// are the same): directories compared as absolute, resolved paths,
+    /// buckets by endpoint, bucket and prefix.
+    pub fn overlaps(&self, other: &Location) -> bool {
+        match (self, other) {
+            (Location::Local(a), Location::Local(b)) => {
+                let (a, b) = (resolved(a), resolved(b));
+                a.starts_with(&b) || b.starts_with(&a)
+            }
+            (Location::S3(a), Location::S3(b)) => {
+                let within =
+                    |x: &str, y: &str| y.is_empty() || x == y || x.starts_with(&format!("{y}/"));
+                a.endpoint == b.endpoint
+                    && a.bucket == b.bucket
+                    && (within(&a.prefix, &b.prefix) || within(&b.prefix, &a.prefix))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `path` absolute, with the links of its longest existing part resolved.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(existing).is_err() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path,
+        }
+    }
+    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_owned());
+    out.extend(rest.iter().rev());
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn overlapping_locations_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |rel: &str| Location::Local(dir.path().join(rel));
+        std::fs::create_dir_all(dir.path().join("st")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("st"), dir.path().join("link")).unwrap();
+        assert!(d("st").overlaps(&d("st/")));
+        assert!(d("st").overlaps(&d("st/sub/deeper")));
+        assert!(d("st/sub").overlaps(&d("st")));
+        assert!(d("st").overlaps(&d("./st/../st")));
+        assert!(d("st").overlaps(&d("link/new")));
+        assert!(!d("st").overlaps(&d("st2")));
+        assert!(!d("st").overlaps(&d("other/st")));
+        let s3 = |url: &str| parse(url, &S3Flags::default(), &[]).unwrap();
+        assert!(s3("s3://b/p").overlaps(&s3("s3://b/p/q")));
+        assert!(s3("s3://b").overlaps(&s3("s3://b/p")));
+        assert!(!s3("s3://b/p").overlaps(&s3("s3://b/p2")));
+        assert!(!s3("s3://b/p").overlaps(&s3("s3://c/p")));
+        assert!(!s3("s3://b/p").overlaps(&d("st")));
+    }
 
     fn parse(text: &str, flags: &S3Flags, env: &[(&str, &str)]) -> Result<Location> {
         let env: HashMap<String, String> = env

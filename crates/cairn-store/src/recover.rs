@@ -198,6 +198,17 @@ pub fn plan(
         archive: opts.archive.as_deref().map(absolute).transpose()?,
         ..opts.clone()
     };
+    store.refuse_inside("data path", &opts.data)?;
+    store.refuse_inside("control-plane database", &opts.db)?;
+    if let Some(a) = &opts.archive {
+        store.refuse_inside("archive directory", a)?;
+    }
+    if opts.data.exists() && !opts.data.is_dir() {
+        return Err(StoreError::Usage(format!(
+            "data path {} is not a directory",
+            opts.data.display()
+        )));
+    }
     let files = restore::plan(store, manifest)?;
     if let Some((dir, why)) = files.failed.first() {
         // In place, a partial restore would mix snapshot and live files.

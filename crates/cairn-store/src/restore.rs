@@ -215,7 +215,10 @@ pub fn restore(
     let manifest = store.load_manifest(opts.snapshot)?;
     let plan = plan(store, &manifest)?;
     let target = &opts.target;
-    match fs::symlink_metadata(target) {
+    store.refuse_inside("restore target", target)?;
+    // The target itself may be a symlink to a directory (what is restored
+    // under it never follows one).
+    match fs::metadata(target) {
         Ok(m) if !m.is_dir() => {
             return Err(StoreError::Usage(format!(
                 "restore target {} exists and is not a directory",
@@ -230,9 +233,17 @@ pub fn restore(
                 });
             }
         }
+        Err(e) if fs::symlink_metadata(target).is_ok() => {
+            return Err(StoreError::Usage(format!(
+                "restore target {} is a symlink to nothing usable ({e})",
+                target.display()
+            )))
+        }
         Err(_) => fs::create_dir_all(target).at(target)?,
     }
-    execute(store, &plan, target, opts.durability, progress)
+    let target = fs::canonicalize(target).at(target)?;
+    store.refuse_inside("restore target", &target)?;
+    execute(store, &plan, &target, opts.durability, progress)
 }
 
 /// Creates `dir` unless it exists as a real directory; a symlink or file

@@ -135,15 +135,18 @@ pub fn snapshot(
         ));
     }
     for s in &sources {
+        // What the user gave it as.
+        let what = match s.label.as_str() {
+            hitkeep::ROOT_DATA => "data path",
+            hitkeep::ROOT_DB => "control-plane database",
+            hitkeep::ROOT_DB_WAL => "control-plane database WAL",
+            hitkeep::ROOT_ARCHIVE => "archive directory",
+            _ => "source",
+        };
+        store.refuse_inside(what, &s.path)?;
         if fs::symlink_metadata(&s.path).is_err() {
             return Err(StoreError::SourceMissing {
-                what: match s.label.as_str() {
-                    hitkeep::ROOT_DATA => "data path",
-                    hitkeep::ROOT_DB => "control-plane database",
-                    hitkeep::ROOT_DB_WAL => "control-plane database WAL",
-                    hitkeep::ROOT_ARCHIVE => "archive directory",
-                    _ => "source",
-                },
+                what,
                 path: s.path.clone(),
             });
         }

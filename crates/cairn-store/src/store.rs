@@ -156,6 +156,25 @@ impl Store {
         self.files.root()
     }
 
+    /// Refuses `path` (given as `what`) when it is the store or lies inside
+    /// it: restored or snapshotted files must not mix with the store's own.
+    pub(crate) fn refuse_inside(&self, what: &str, path: &Path) -> Result<()> {
+        let root = self.root();
+        let canonical_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+        let absolute_root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+        let path = fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_owned());
+        if path.starts_with(&canonical_root) || path.starts_with(&absolute_root) {
+            return Err(StoreError::Usage(format!(
+                "{what} {} is inside the store {}",
+                path.display(),
+                root.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// The config.
     pub fn config(&self) -> &StoreConfig {
         self.files.config()
