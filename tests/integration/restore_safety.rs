@@ -116,3 +116,30 @@ fn names_of_255_bytes_restore() {
     ]);
     assert_same_tree(&data, &target);
 }
+
+/// A restore target may itself be a symlink to a directory (a mount point
+/// linked in place); the files land in the directory it names.
+#[test]
+fn a_target_that_is_a_symlink_to_a_directory_is_followed() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    small_tree(&data);
+    s.ok(&["init"]);
+    s.snapshot(&data);
+    let real = s.path("real");
+    fs::create_dir(&real).unwrap();
+    let link = s.path("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    s.ok(&["restore", "--target", link.to_str().unwrap()]);
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_same_tree(&data, &real);
+    // A link to nothing is refused, naming it.
+    let dangling = s.path("dangling");
+    std::os::unix::fs::symlink(s.path("nowhere"), &dangling).unwrap();
+    let err = s.fails(&["restore", "--target", dangling.to_str().unwrap()]);
+    assert!(err.contains(dangling.to_str().unwrap()), "{err}");
+    assert!(!s.path("nowhere").exists());
+}
