@@ -315,7 +315,12 @@ fn make_target(given: Option<&Path>, snapshot: SnapshotId) -> Result<(PathBuf, b
             ))),
             Ok(_) => {
                 if fs::read_dir(&t).at(&t)?.next().is_some() {
-                    Err(StoreError::TargetNotEmpty { path: t })
+                    // A drill only ever restores into an empty directory
+                    // (it removes what it restored afterwards).
+                    Err(StoreError::Usage(format!(
+                        "drill target {} is not empty (give an empty or absent directory)",
+                        t.display()
+                    )))
                 } else {
                     Ok((t, false))
                 }
