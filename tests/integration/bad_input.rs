@@ -808,3 +808,19 @@ fn the_store_is_never_a_target_source_or_replica_of_itself() {
     assert!(!inside.exists());
     assert!(!st.join("sub").exists());
 }
+
+/// A manifest that cannot be read is not silently missing from `list`:
+/// a warning names it (and `latest`, which it may be, fails naming it).
+#[test]
+fn list_names_a_snapshot_whose_manifest_is_damaged() {
+    let (s, _, _) = store_with_snapshot();
+    let bad = "2099-01-01T000000Z";
+    fs::write(s.store().join("snapshots").join(bad), b"not a manifest").unwrap();
+    let out = s.cairn(&["list"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(bad) && err.contains("cannot be read"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(bad));
+    let line = only_error(&s.cairn(&["ls", "latest"]), "ls latest");
+    assert!(line.contains(bad), "{line}");
+}

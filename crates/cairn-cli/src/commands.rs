@@ -415,6 +415,11 @@ pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
 pub fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
     let snaps = store.snapshots()?;
+    for id in store.unreadable_snapshots()? {
+        eprintln!(
+            "cairn: WARNING: snapshot {id} is left out: its manifest cannot be read (cairn check)"
+        );
+    }
     let kept_by = crate::cmd_lifecycle::kept_by(&store)?;
     if cli.json {
         let list: Vec<_> = snaps

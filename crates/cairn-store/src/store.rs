@@ -277,12 +277,7 @@ impl Store {
             }
         }
         let manifests = self.manifest_ids()?;
-        let catalog: BTreeSet<SnapshotId> = self
-            .index
-            .snapshots()?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let catalog = self.cataloged()?;
         let missing: Vec<SnapshotId> = manifests.difference(&catalog).copied().collect();
         let fetched: Vec<Result<Vec<u8>>> = missing
             .par_iter()
@@ -312,6 +307,26 @@ impl Store {
         self.index.clear()?;
         self.sync = self.sync_index(true)?;
         Ok(self.sync.clone())
+    }
+
+    /// Snapshots whose manifest file is there but cannot be decoded: left
+    /// out of the catalog (and of [`Self::snapshots`]).
+    pub fn unreadable_snapshots(&self) -> Result<Vec<SnapshotId>> {
+        Ok(self
+            .manifest_ids()?
+            .difference(&self.cataloged()?)
+            .copied()
+            .collect())
+    }
+
+    /// The ids in the index's snapshot catalog.
+    fn cataloged(&self) -> Result<BTreeSet<SnapshotId>> {
+        Ok(self
+            .index
+            .snapshots()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Every snapshot's manifest, oldest first (from the catalog).
