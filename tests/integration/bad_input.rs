@@ -824,3 +824,60 @@ fn list_names_a_snapshot_whose_manifest_is_damaged() {
     let line = only_error(&s.cairn(&["ls", "latest"]), "ls latest");
     assert!(line.contains(bad), "{line}");
 }
+
+/// replicate refuses, before touching the destination: a file, a
+/// directory that holds something else, an unknown snapshot, no jobs.
+#[test]
+fn replicate_refuses_a_bad_destination_and_leaves_it_alone() {
+    let (s, _, _) = store_with_snapshot();
+    let file = s.path("a-file");
+    fs::write(&file, b"x").unwrap();
+    let other = s.path("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("notes.txt"), b"mine").unwrap();
+    let fresh = s.path("fresh");
+    let f = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    for (args, want) in [
+        (vec!["--to".to_string(), f(&file)], "not a directory"),
+        (
+            vec!["--to".to_string(), f(&other)],
+            "neither empty nor a cairn store",
+        ),
+        (
+            vec![
+                "--to".to_string(),
+                f(&fresh),
+                "--snapshot".into(),
+                "2001-01-01T000000Z".into(),
+            ],
+            "2001-01-01T000000Z",
+        ),
+        (
+            vec!["--to".to_string(), f(&fresh), "--jobs".into(), "0".into()],
+            "--jobs",
+        ),
+    ] {
+        let mut full = vec!["replicate".to_string()];
+        full.extend(args);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let out = s.cairn(&full);
+        assert!(!out.status.success(), "{full:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{full:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+    assert_eq!(
+        files_under(&other),
+        vec![std::path::PathBuf::from("notes.txt")]
+    );
+    assert!(!fresh.exists());
+    // An empty directory, and one a stopped replication left its lock in,
+    // are fine.
+    fs::create_dir(&fresh).unwrap();
+    s.ok(&["replicate", "--to", &f(&fresh)]);
+    let resumed = s.path("resumed");
+    fs::create_dir(&resumed).unwrap();
+    fs::write(resumed.join("lock"), b"").unwrap();
+    s.ok(&["replicate", "--to", &f(&resumed)]);
+}

@@ -51,8 +51,8 @@ pub struct ReplicateArgs {
     #[arg(long)]
     pub verify: bool,
     /// Packs sent at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub jobs: usize,
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     /// Say what would be sent, send nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -37,6 +37,35 @@ pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
         )?),
         Some(_) => None,
     };
+    // Everything that can be refused is, before the destination is touched.
+    let snapshots = if a.snapshot.is_empty() {
+        None
+    } else {
+        let mut ids = Vec::new();
+        for s in &a.snapshot {
+            ids.push(source.resolve(s)?);
+        }
+        Some(ids)
+    };
+    if let Location::Local(path) = &dest_loc {
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_dir() => anyhow::bail!("--to {}: not a directory", a.to),
+            // A replication stopped before it sent the config left only
+            // its lock file: that one is resumed.
+            Ok(_)
+                if !path.join("config").exists()
+                    && std::fs::read_dir(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?
+                        .any(|e| e.map_or(true, |e| e.file_name() != "lock")) =>
+            {
+                anyhow::bail!(
+                    "--to {}: a directory that is neither empty nor a cairn store",
+                    a.to
+                )
+            }
+            _ => {}
+        }
+    }
     let dest = cairn_remote::open(&dest_loc, &retry_policy(cli))?;
     // The destination's writers take its lock: a directory's lock file,
     // or a remote store's lock object.
@@ -49,22 +78,20 @@ pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
         Location::S3(_) if !a.dry_run => Box::new(remote_lock(cli, dest.clone())?),
         _ => Box::new(()),
     };
-    let snapshots = if a.snapshot.is_empty() {
-        None
-    } else {
-        let mut ids = Vec::new();
-        for s in &a.snapshot {
-            ids.push(source.resolve(s)?);
-        }
-        Some(ids)
-    };
     let started = std::time::Instant::now();
     let plan = replicate::plan(&source, dest.as_ref(), &ReplicateOptions { snapshots })?;
     let report = if a.dry_run {
         None
     } else {
         let bar = Bar::counting(cli.quiet || cli.json, "replicate", "packs");
-        let r = replicate::execute(&source, dest.as_ref(), &plan, a.jobs, a.verify, &bar);
+        let r = replicate::execute(
+            &source,
+            dest.as_ref(),
+            &plan,
+            usize::from(a.jobs),
+            a.verify,
+            &bar,
+        );
         bar.finish();
         Some(r?)
     };
