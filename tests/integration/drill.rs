@@ -270,6 +270,15 @@ fn a_failing_validate_cmd_fails_its_step() {
             .len(),
         1
     );
+    // With --quiet the failure is still said, in one line naming the step.
+    let out = s.cairn(&["--quiet", "drill", "--validate-cmd", &cmd]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("FAILED") && err.contains("validate-cmd") && err.trim().lines().count() == 1,
+        "{err}"
+    );
     // A command without {db}, or with it quoted, is refused up front.
     let err = s.fails(&["drill", "--validate-cmd", "true"]);
     assert!(err.contains("{db}"), "{err}");

@@ -98,6 +98,21 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if cli.quiet && !cli.json && !record.passed {
+        // --quiet prints nothing but errors, and a failed drill is one.
+        let failed: Vec<&str> = record
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+            .map(|s| s.name.as_str())
+            .collect();
+        eprintln!(
+            "cairn: error: drill {} of snapshot {} FAILED: {}",
+            record.id,
+            record.snapshot,
+            failed.join(", ")
+        );
+    }
     Ok(if record.passed {
         ExitCode::SUCCESS
     } else {
