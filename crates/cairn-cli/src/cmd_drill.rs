@@ -100,17 +100,11 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
     }
     if cli.quiet && !cli.json && !record.passed {
         // --quiet prints nothing but errors, and a failed drill is one.
-        let failed: Vec<&str> = record
-            .steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Failed)
-            .map(|s| s.name.as_str())
-            .collect();
         eprintln!(
             "cairn: error: drill {} of snapshot {} FAILED: {}",
             record.id,
             record.snapshot,
-            failed.join(", ")
+            failed_steps(&record).join(", ")
         );
     }
     Ok(if record.passed {
@@ -118,6 +112,15 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The names of a drill's failed steps.
+fn failed_steps(r: &DrillRecord) -> Vec<&str> {
+    r.steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .map(|s| s.name.as_str())
+        .collect()
 }
 
 fn status_word(s: StepStatus) -> &'static str {
@@ -179,12 +182,7 @@ pub fn drills(cli: &Cli) -> anyhow::Result<ExitCode> {
         );
     }
     for r in &records {
-        let failed: Vec<&str> = r
-            .steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Failed)
-            .map(|s| s.name.as_str())
-            .collect();
+        let failed = failed_steps(r);
         println!(
             "{:<20} {:<20} {:<7} {:>9.2} {:<10} {}{}",
             r.id,
