@@ -879,5 +879,29 @@ fn replicate_refuses_a_bad_destination_and_leaves_it_alone() {
     let resumed = s.path("resumed");
     fs::create_dir(&resumed).unwrap();
     fs::write(resumed.join("lock"), b"").unwrap();
+    fs::create_dir(resumed.join("tmp")).unwrap();
     s.ok(&["replicate", "--to", &f(&resumed)]);
+}
+
+/// The inside-the-store check follows a symlink in the part of a path that
+/// exists and takes `..` in the rest as it will be: a target reached
+/// through a link into the store is refused before anything is created,
+/// and `STORE/../elsewhere` is not inside the store.
+#[test]
+fn the_inside_the_store_check_resolves_links_and_dot_dot() {
+    let (s, _, _) = store_with_snapshot();
+    let link = s.path("link");
+    std::os::unix::fs::symlink(s.store(), &link).unwrap();
+    let before = store_digest(&s.store());
+    let via_link = link.join("packs/x");
+    let line = only_error(
+        &s.cairn(&["restore", "--target", via_link.to_str().unwrap()]),
+        "target through a link",
+    );
+    assert!(line.contains("inside the store"), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
+    assert!(!s.store().join("packs/x").exists());
+    let beside = s.store().join("../beside");
+    s.ok(&["restore", "--target", beside.to_str().unwrap(), "--no-sync"]);
+    assert!(s.path("beside").is_dir());
 }

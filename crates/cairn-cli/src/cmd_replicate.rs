@@ -51,12 +51,14 @@ pub fn replicate(cli: &Cli, a: &ReplicateArgs) -> anyhow::Result<ExitCode> {
         match std::fs::metadata(path) {
             Ok(m) if !m.is_dir() => anyhow::bail!("--to {}: not a directory", a.to),
             // A replication stopped before it sent the config left only
-            // its lock file: that one is resumed.
+            // its lock file and temp directory: that one is resumed.
             Ok(_)
                 if !path.join("config").exists()
                     && std::fs::read_dir(path)
                         .with_context(|| format!("cannot read {}", path.display()))?
-                        .any(|e| e.map_or(true, |e| e.file_name() != "lock")) =>
+                        .any(|e| {
+                            e.map_or(true, |e| e.file_name() != "lock" && e.file_name() != "tmp")
+                        }) =>
             {
                 anyhow::bail!(
                     "--to {}: a directory that is neither empty nor a cairn store",

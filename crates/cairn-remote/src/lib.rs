@@ -18,7 +18,7 @@ mod s3;
 pub use backend::{Backend, ObjectInfo, RetryPolicy};
 pub use error::{IoAt, RemoteError, Result};
 pub use local::LocalDir;
-pub use location::{Location, S3Flags, S3Settings};
+pub use location::{resolved, Location, S3Flags, S3Settings};
 pub use s3::S3Bucket;
 
 /// Opens the backend for `location`.

@@ -196,22 +196,33 @@ impl Location {
     }
 }
 
-/// `path` absolute, with the links of its longest existing part resolved.
-fn resolved(path: &std::path::Path) -> PathBuf {
+/// `path` absolute, with the links of its longest existing part resolved
+/// and the `.` and `..` of the rest taken lexically: where the path would
+/// lead once created.
+pub fn resolved(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let mut existing = path.as_path();
     let mut rest = Vec::new();
     while std::fs::symlink_metadata(existing).is_err() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last.as_os_str().to_owned());
                 existing = parent;
             }
-            _ => return path,
+            _ => break,
         }
     }
     let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_owned());
-    out.extend(rest.iter().rev());
+    for part in rest.iter().rev() {
+        match Component::Normal(part).as_os_str().to_str() {
+            Some("..") => {
+                out.pop();
+            }
+            Some(".") => {}
+            _ => out.push(part),
+        }
+    }
     out
 }
 
@@ -233,6 +244,8 @@ mod tests {
         assert!(d("st").overlaps(&d("link/new")));
         assert!(!d("st").overlaps(&d("st2")));
         assert!(!d("st").overlaps(&d("other/st")));
+        assert!(d("st").overlaps(&d("nowhere/../st/sub")));
+        assert!(!d("st").overlaps(&d("st/../restored")));
         let s3 = |url: &str| parse(url, &S3Flags::default(), &[]).unwrap();
         assert!(s3("s3://b/p").overlaps(&s3("s3://b/p/q")));
         assert!(s3("s3://b").overlaps(&s3("s3://b/p")));

@@ -160,12 +160,8 @@ impl Store {
     /// it: restored or snapshotted files must not mix with the store's own.
     pub(crate) fn refuse_inside(&self, what: &str, path: &Path) -> Result<()> {
         let root = self.root();
-        let canonical_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
-        let absolute_root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
-        let path = fs::canonicalize(path)
-            .or_else(|_| std::path::absolute(path))
-            .unwrap_or_else(|_| path.to_owned());
-        if path.starts_with(&canonical_root) || path.starts_with(&absolute_root) {
+        let path = cairn_remote::resolved(path);
+        if path.starts_with(cairn_remote::resolved(root)) {
             return Err(StoreError::Usage(format!(
                 "{what} {} is inside the store {}",
                 path.display(),
