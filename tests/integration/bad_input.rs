@@ -905,3 +905,59 @@ fn the_inside_the_store_check_resolves_links_and_dot_dot() {
     s.ok(&["restore", "--target", beside.to_str().unwrap(), "--no-sync"]);
     assert!(s.path("beside").is_dir());
 }
+
+/// No restore writes into the store: a drill target inside it is refused
+/// before it is made, and a restore into a directory holding the store
+/// refuses a snapshot whose paths would land in it (a tree that held a
+/// store at the same place), leaving the store as it was.
+#[test]
+fn no_restore_writes_into_the_store() {
+    let (s, data, first) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let inside = s.store().join("drill");
+    let line = only_error(
+        &s.cairn(&["drill", "--target", inside.to_str().unwrap()]),
+        "drill target inside the store",
+    );
+    assert!(
+        line.contains("drill target") && line.contains("inside the store"),
+        "{line}"
+    );
+    assert!(!inside.exists());
+    assert_eq!(store_digest(&s.store()), before);
+
+    // A tree with a `store/packs/...` of its own, restored over the
+    // directory that holds this store.
+    let other = s.path("other");
+    fs::create_dir_all(other.join("store/packs")).unwrap();
+    let pack = fs::read_dir(s.store().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .expect("a pack");
+    let name = pack.strip_prefix(s.store()).unwrap();
+    fs::write(other.join("store").join(name), b"not that pack").unwrap();
+    s.snapshot(&other);
+    let before = store_digest(&s.store());
+    let root = s.store().parent().unwrap().to_path_buf();
+    let line = only_error(
+        &s.cairn(&["restore", "--target", root.to_str().unwrap(), "--overwrite"]),
+        "restore over the store's directory",
+    );
+    assert!(line.contains("inside the store"), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
+    // A snapshot with nothing at the store's place restores there fine.
+    s.ok(&[
+        "restore",
+        "--snapshot",
+        &first,
+        "--target",
+        root.to_str().unwrap(),
+        "--overwrite",
+        "--no-sync",
+    ]);
+    assert_eq!(
+        fs::read(root.join("sub/small.txt")).unwrap(),
+        fs::read(data.join("sub/small.txt")).unwrap()
+    );
+}

@@ -291,6 +291,18 @@ fn incomplete_and_recent_runs_wait_and_only_imports_restore_as_backups() {
         err.contains("not empty") && err.contains(first.as_str()),
         "{err}"
     );
+    // ... and a target inside the store, before creating it.
+    let inside = s.store().join("exports");
+    let err = s.fails(&[
+        "restore",
+        "--as-hitkeep-backup",
+        "--snapshot",
+        first,
+        "--target",
+        inside.to_str().unwrap(),
+    ]);
+    assert!(err.contains("inside the store"), "{err}");
+    assert!(!inside.exists());
     let data = s.path("data");
     tiny_data_path(&data);
     let plain = s.snapshot(&data)["id"].as_str().unwrap().to_string();

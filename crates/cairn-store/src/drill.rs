@@ -234,6 +234,9 @@ pub fn prepare(
     let started = Instant::now();
     let started_unix = now_unix();
     let manifest = store.load_manifest(opts.snapshot)?;
+    if let Some(t) = &opts.target {
+        store.refuse_inside("drill target", t)?;
+    }
     let (target, created_target) = make_target(opts.target.as_deref(), opts.snapshot)?;
     let durability = if opts.keep {
         restore::Durability::Synced

@@ -448,6 +448,7 @@ pub fn restore_as_backup(
     }
     let plan = restore::plan(store, &m)?;
     let exports = export_dirs(&m, &plan)?;
+    store.refuse_inside("restore target", target)?;
     match fs::symlink_metadata(target) {
         Ok(meta) if !meta.is_dir() => {
             return Err(StoreError::Usage(format!(

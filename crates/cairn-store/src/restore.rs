@@ -246,6 +246,32 @@ pub fn restore(
     execute(store, &plan, &target, opts.durability, progress)
 }
 
+/// Refuses a restore into the store, or one that would write into the
+/// store where the target holds it (a snapshot of a tree that held
+/// another store at the same place): the store's files are never a
+/// restore's to replace.
+fn refuse_store_paths(store: &Store, plan: &RestorePlan, target: &Path) -> Result<()> {
+    store.refuse_inside("restore target", target)?;
+    let target = cairn_remote::resolved(target);
+    let root = cairn_remote::resolved(store.root());
+    let Ok(inner) = root.strip_prefix(&target) else {
+        return Ok(());
+    };
+    let paths = (plan.dirs.iter().map(|(rel, _)| rel))
+        .chain(plan.files.iter().map(|f| &f.rel))
+        .chain(plan.symlinks.iter().map(|(rel, _, _)| rel));
+    for rel in paths {
+        if rel.starts_with(inner) {
+            return Err(StoreError::Usage(format!(
+                "snapshot path {} would be restored inside the store {}",
+                rel.display(),
+                store.root().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates `dir` unless it exists as a real directory; a symlink or file
 /// in its place is refused.
 fn ensure_dir(dir: &Path) -> Result<()> {
@@ -275,6 +301,7 @@ pub fn execute(
     durability: Durability,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    refuse_store_paths(store, plan, target)?;
     progress.start(plan.files.len() as u64, plan.bytes);
     for (rel, _) in &plan.dirs {
         ensure_dir(&target.join(rel))?;
