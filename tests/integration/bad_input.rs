@@ -961,3 +961,94 @@ fn no_restore_writes_into_the_store() {
         fs::read(data.join("sub/small.txt")).unwrap()
     );
 }
+
+/// An archive directory that is a file is refused; one configured outside
+/// the data path and missing is a warning naming it; an empty
+/// `HITKEEP_ARCHIVE_PATH=` means the default, as HitKeep reads it.
+#[test]
+fn a_bad_archive_path_is_named() {
+    let (s, data, _) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let file = s.path("archive-file");
+    fs::write(&file, b"x").unwrap();
+    let d = data.to_str().unwrap();
+    let line = only_error(
+        &s.cairn(&[
+            "snapshot",
+            "--data-path",
+            d,
+            "--archive-path",
+            file.to_str().unwrap(),
+        ]),
+        "archive path that is a file",
+    );
+    assert!(
+        line.contains(file.to_str().unwrap()) && line.contains("not a directory"),
+        "{line}"
+    );
+    assert_eq!(store_digest(&s.store()), before);
+
+    let nowhere = s.path("archive-nowhere");
+    let out = s.cairn(&[
+        "snapshot",
+        "--data-path",
+        d,
+        "--archive-path",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.contains("WARNING")
+            && l.contains(&format!(
+                "archive directory {} is missing",
+                nowhere.display()
+            ))),
+        "{err}"
+    );
+    let out = cairn_env(
+        &s,
+        &["--json", "snapshot", "--data-path", d],
+        &[("HITKEEP_ARCHIVE_PATH", ""), ("HITKEEP_DB_PATH", "")],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snap = parse_json(&String::from_utf8_lossy(&out.stdout));
+    let default = data.join("archive");
+    assert_eq!(
+        snap["boundary"]["archive"],
+        serde_json::json!({"missing": default.to_str().unwrap()})
+    );
+}
+
+/// A usage error clap finds is one `cairn: error:` line with exit code 2,
+/// not clap's usage block; help still prints in full.
+#[test]
+fn usage_errors_are_one_line() {
+    let s = Scratch::new();
+    for (args, want) in [
+        (vec!["snapshot"], "--data-path"),
+        (
+            vec!["snapshot", "--data-path", "d", "--archive-path", ""],
+            "--archive-path",
+        ),
+        (vec!["frob"], "frob"),
+        (vec!["list", "--bogus"], "--bogus"),
+    ] {
+        let out = s.cairn(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("cairn: error: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    let out = s.cairn(&["list", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: cairn list"));
+}

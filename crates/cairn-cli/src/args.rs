@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// A deduplicating snapshot store for HitKeep data.
 #[derive(Parser, Debug)]
-#[command(name = "cairn", version, about)]
+#[command(name = "cairn", version)]
 pub struct Cli {
     /// The store: a directory, file://PATH, or s3://BUCKET/PREFIX (remote
     /// stores can be read: list, ls, show, stats, restore, check, drill).
@@ -271,7 +272,7 @@ pub struct RepairArgs {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// The archive directory [default: DATA_PATH/archive].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = NonEmptyStringValueParser::new())]
     pub archive_path: Option<String>,
     /// Show what would be dropped and kept; change nothing.
     #[arg(long)]
@@ -320,7 +321,12 @@ pub struct SnapshotArgs {
     pub db: Option<PathBuf>,
     /// The retention archive directory, or an s3:// URL (recorded, not
     /// captured) [default: DATA_PATH/archive].
-    #[arg(long, env = "HITKEEP_ARCHIVE_PATH", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "HITKEEP_ARCHIVE_PATH",
+        value_name = "PATH",
+        value_parser = NonEmptyStringValueParser::new()
+    )]
     pub archive_path: Option<String>,
     /// Refuse the snapshot if tenants vanished, the control-plane db is
     /// missing or empty, or the archive directory disappeared.
@@ -462,6 +468,35 @@ pub struct RestoreBackupArgs {
     /// Do not ask: restore.
     #[arg(long)]
     pub yes: bool,
+}
+
+/// A usage error as one line: clap's first paragraph (`error: ...`, with
+/// the arguments it lists), without the usage and tips that follow.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    first.join(" ")
+}
+
+/// Unsets the environment variables cairn reads that are set but empty:
+/// an empty `HITKEEP_ARCHIVE_PATH=` means the default, as HitKeep reads
+/// its own settings, not a missing value. Called before any thread starts.
+pub fn unset_empty_env() {
+    fn visit(cmd: &clap::Command) {
+        for arg in cmd.get_arguments() {
+            if let Some(name) = arg.get_env() {
+                if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+                    std::env::remove_var(name);
+                }
+            }
+        }
+        cmd.get_subcommands().for_each(visit);
+    }
+    visit(&<Cli as clap::CommandFactory>::command());
 }
 
 /// Turns HitKeep-style single-dash long flags after `recover

@@ -13,6 +13,7 @@ mod progress;
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
@@ -33,7 +34,21 @@ fn main() -> ExitCode {
         }
         default_hook(info)
     }));
-    let cli = Cli::parse_from(args::normalize_go_flags(std::env::args_os().collect()));
+    args::unset_empty_env();
+    let cli = match Cli::try_parse_from(args::normalize_go_flags(std::env::args_os().collect())) {
+        Ok(cli) => cli,
+        // Help and version (asked for, or shown for a bare `cairn`).
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("cairn: {}", args::usage_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {

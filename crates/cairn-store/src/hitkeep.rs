@@ -353,6 +353,12 @@ pub fn findings(now: &Boundary, parent: Option<&Boundary>) -> Vec<String> {
             "{g}: capture gave up (kept changing); not in this snapshot"
         ));
     }
+    let had_archive = |b: &Boundary| matches!(b.archive, Some(ArchiveLocation::Local(_)));
+    if let Some(p) = missing_outside_data(now) {
+        if !parent.is_some_and(had_archive) {
+            out.push(format!("archive directory {p} is missing"));
+        }
+    }
     let Some(parent) = parent else {
         return out;
     };
@@ -372,17 +378,28 @@ pub fn findings(now: &Boundary, parent: Option<&Boundary>) -> Vec<String> {
     for t in after.difference(&before) {
         out.push(format!("tenant {t} appeared"));
     }
-    let had_archive = matches!(parent.archive, Some(ArchiveLocation::Local(_)));
-    if had_archive && !matches!(now.archive, Some(ArchiveLocation::Local(_))) {
-        out.push(format!(
-            "archive directory disappeared (was {})",
-            match &parent.archive {
-                Some(ArchiveLocation::Local(p)) => p.as_str(),
-                _ => "",
-            }
-        ));
+    if let (Some(ArchiveLocation::Local(was)), Some(ArchiveLocation::Missing(now))) =
+        (&parent.archive, &now.archive)
+    {
+        out.push(if was == now {
+            format!("archive directory disappeared: {now} is missing")
+        } else {
+            format!(
+                "archive directory disappeared: {now} is missing (the previous snapshot captured {was})"
+            )
+        });
     }
     out
+}
+
+/// An archive directory configured outside the data path that is not
+/// there (the default one under the data path may not exist before the
+/// first archive is written).
+fn missing_outside_data(b: &Boundary) -> Option<&str> {
+    match &b.archive {
+        Some(ArchiveLocation::Missing(p)) if !Path::new(p).starts_with(&b.data_path) => Some(p),
+        _ => None,
+    }
 }
 
 /// Whether a finding is informational rather than a completeness problem

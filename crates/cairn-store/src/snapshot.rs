@@ -21,7 +21,7 @@ use cairn_format::{
 
 use crate::delta::DeltaBase;
 use crate::error::{FormatContext, IoContext, Result, StoreError};
-use crate::hitkeep::{self, BoundaryBuilder, Classifier, HitkeepPaths};
+use crate::hitkeep::{self, ArchiveSpec, BoundaryBuilder, Classifier, HitkeepPaths};
 use crate::ingest::Ingest;
 use crate::packer::ChunkSink;
 use crate::reader::ChunkReader;
@@ -124,6 +124,14 @@ pub fn snapshot(
                     "control-plane database {} is not a file",
                     h.db.display()
                 )));
+            }
+            if let ArchiveSpec::Local(a) = &h.archive {
+                if a.exists() && !a.is_dir() {
+                    return Err(StoreError::Usage(format!(
+                        "archive directory {} is not a directory",
+                        a.display()
+                    )));
+                }
             }
             h.sources()
         }
