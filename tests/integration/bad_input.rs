@@ -1052,3 +1052,22 @@ fn usage_errors_are_one_line() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: cairn list"));
 }
+
+/// `repair --data-path` checks the data path before it changes anything,
+/// dry run or not.
+#[test]
+fn repair_refuses_a_missing_data_path_first() {
+    let (s, _, _) = store_with_snapshot();
+    let before = store_digest(&s.store());
+    let nowhere = s.path("nowhere");
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let mut args = vec!["repair", "--data-path", nowhere.to_str().unwrap()];
+        args.extend(extra);
+        let line = only_error(&s.cairn(&args), "repair from a missing data path");
+        assert!(
+            line.contains("data path") && line.contains("does not exist"),
+            "{line}"
+        );
+        assert_eq!(store_digest(&s.store()), before);
+    }
+}

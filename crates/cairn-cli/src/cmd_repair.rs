@@ -13,6 +13,19 @@ use crate::commands::{human, open};
 
 pub fn repair(cli: &Cli, a: &RepairArgs) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
+    // The healing snapshot's sources are checked before anything changes.
+    let heal = a.data_path.as_ref().map(|data| SnapshotOptions {
+        hitkeep: Some(HitkeepPaths::resolve(
+            data.clone(),
+            a.db.clone(),
+            a.archive_path.clone(),
+        )),
+        full_read: true,
+        ..Default::default()
+    });
+    if let Some(opts) = &heal {
+        snapshot::checked_sources(&store, opts)?;
+    }
     let plan = repair::plan(&store)?;
     let mut lines = Vec::new();
     lines.push(format!(
@@ -48,14 +61,8 @@ pub fn repair(cli: &Cli, a: &RepairArgs) -> anyhow::Result<ExitCode> {
             written.len()
         ));
     }
-    if let Some(data) = &a.data_path {
-        let paths = HitkeepPaths::resolve(data.clone(), a.db.clone(), a.archive_path.clone());
-        let opts = SnapshotOptions {
-            hitkeep: Some(paths),
-            full_read: true,
-            ..Default::default()
-        };
-        let report = snapshot::snapshot(&store, &opts, &NoProgress)?;
+    if let Some(opts) = &heal {
+        let report = snapshot::snapshot(&store, opts, &NoProgress)?;
         lines.push(format!(
             "healing snapshot {} re-read {} and stored {} of chunks that were missing or new",
             report.manifest.id,

@@ -98,13 +98,10 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Takes a snapshot into `store`.
-pub fn snapshot(
-    store: &Store,
-    opts: &SnapshotOptions,
-    progress: &dyn Progress,
-) -> Result<SnapshotReport> {
-    store.files().require_local("snapshot")?;
+/// The roots a snapshot with `opts` would take, checked: each exists, is
+/// what it was given as, and lies outside the store. `repair --data-path`
+/// asks before it changes anything.
+pub fn checked_sources(store: &Store, opts: &SnapshotOptions) -> Result<Vec<SourceSpec>> {
     let sources = match &opts.hitkeep {
         Some(h) => {
             if !h.data.exists() {
@@ -159,6 +156,17 @@ pub fn snapshot(
             });
         }
     }
+    Ok(sources)
+}
+
+/// Takes a snapshot into `store`.
+pub fn snapshot(
+    store: &Store,
+    opts: &SnapshotOptions,
+    progress: &dyn Progress,
+) -> Result<SnapshotReport> {
+    store.files().require_local("snapshot")?;
+    let sources = checked_sources(store, opts)?;
     let id = match opts.id {
         Some(id) if store.manifest_ids()?.contains(&id) => {
             return Err(StoreError::SnapshotExists { id: id.to_string() })
