@@ -1038,6 +1038,20 @@ fn usage_errors_are_one_line() {
         ),
         (vec!["frob"], "frob"),
         (vec!["list", "--bogus"], "--bogus"),
+        (
+            vec!["--lock-wait", "1e20", "list"],
+            "not a number of seconds",
+        ),
+        (vec!["--lock-wait=-1", "list"], "not a number of seconds"),
+        (
+            vec!["drill", "--default-tenant", "not-a-uuid"],
+            "not a tenant UUID",
+        ),
+        (
+            vec!["drill", "--validate-timeout", "0"],
+            "more than 0 seconds",
+        ),
+        (vec!["drill", "--hitkeep-version", ""], "--hitkeep-version"),
     ] {
         let out = s.cairn(&args);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand};
@@ -27,10 +28,11 @@ pub struct Cli {
         long,
         global = true,
         env = "CAIRN_LOCK_WAIT",
-        default_value_t = 0.0,
-        value_name = "SECS"
+        default_value = "0",
+        value_name = "SECS",
+        value_parser = seconds
     )]
-    pub lock_wait: f64,
+    pub lock_wait: Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -468,6 +470,31 @@ pub struct RestoreBackupArgs {
     /// Do not ask: restore.
     #[arg(long)]
     pub yes: bool,
+}
+
+/// A number of seconds (`--lock-wait 2.5`), from 0 to what a `Duration`
+/// holds.
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| "not a number of seconds from 0 to 1.8e19".to_string())
+}
+
+/// A tenant id as HitKeep writes one: a UUID, 8-4-4-4-12 hex digits.
+pub fn tenant_uuid(s: &str) -> Result<String, String> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let shape = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
+    if shape
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        Ok(s.to_string())
+    } else {
+        Err("not a tenant UUID (8-4-4-4-12 hex digits)".into())
+    }
 }
 
 /// A usage error as one line: clap's first paragraph (`error: ...`, with

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::Args;
 use serde_json::json;
 
 use cairn_store::drill::{self, DrillOptions, DrillRecord, StepStatus};
 
-use crate::args::Cli;
+use crate::args::{seconds, tenant_uuid, Cli};
 use crate::commands::open;
 use crate::progress::Bar;
 
@@ -34,24 +35,26 @@ pub struct DrillArgs {
     #[arg(long, value_name = "CMD")]
     pub validate_cmd: Option<String>,
     /// How long one run of --validate-cmd may take.
-    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
-    pub validate_timeout: f64,
+    #[arg(long, default_value = "600", value_name = "SECS", value_parser = positive_seconds)]
+    pub validate_timeout: Duration,
     /// The HitKeep version drilled, for the record [default: the
     /// snapshot's hitkeep_version label].
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = NonEmptyStringValueParser::new())]
     pub hitkeep_version: Option<String>,
     /// The default tenant's id (found offline only when its archives tell).
-    #[arg(long, value_name = "UUID")]
+    #[arg(long, value_name = "UUID", value_parser = tenant_uuid)]
     pub default_tenant: Option<String>,
 }
 
+/// A timeout: seconds, more than 0.
+fn positive_seconds(s: &str) -> Result<Duration, String> {
+    match seconds(s)? {
+        d if d.is_zero() => Err("a timeout must be more than 0 seconds".into()),
+        d => Ok(d),
+    }
+}
+
 pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
-    let timeout = Duration::try_from_secs_f64(a.validate_timeout).map_err(|_| {
-        anyhow::anyhow!(
-            "--validate-timeout {}: not a number of seconds",
-            a.validate_timeout
-        )
-    })?;
     // The store is open (and locked) only to restore and to record.
     let prepared = {
         let store = open(cli)?;
@@ -60,7 +63,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
             target: a.target.clone(),
             keep: a.keep,
             validate_cmd: a.validate_cmd.clone(),
-            validate_timeout: timeout,
+            validate_timeout: a.validate_timeout,
             hitkeep_version: a.hitkeep_version.clone(),
             default_tenant: a.default_tenant.clone(),
         };

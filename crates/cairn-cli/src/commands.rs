@@ -118,11 +118,9 @@ pub fn store_files(cli: &Cli, loc: &Location) -> anyhow::Result<StoreFiles> {
 /// How this command takes the store lock: `--lock-wait`, and its name in
 /// the lock record (`snapshot`, `index rebuild`).
 pub fn lock_options(cli: &Cli) -> anyhow::Result<LockOptions> {
-    let wait = std::time::Duration::try_from_secs_f64(cli.lock_wait)
-        .with_context(|| format!("--lock-wait {}: not a number of seconds", cli.lock_wait))?;
     let name = command_name();
     Ok(LockOptions {
-        wait,
+        wait: cli.lock_wait,
         command: (!name.is_empty()).then_some(name),
     })
 }
