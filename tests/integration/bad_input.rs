@@ -1085,3 +1085,42 @@ fn repair_refuses_a_missing_data_path_first() {
         assert_eq!(store_digest(&s.store()), before);
     }
 }
+
+/// `ls` writes one line per entry whatever the name holds (newlines,
+/// tabs, backslashes, bytes that are not UTF-8 are escaped), and its
+/// JSON gives a non-UTF-8 name byte for byte.
+#[test]
+fn ls_escapes_names_and_json_keeps_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new();
+    let data = s.path("data");
+    fs::create_dir_all(&data).unwrap();
+    let names: [&[u8]; 4] = [b"a\nb", b"back\\slash", b"bad\xff\xfename", b"plain"];
+    for n in names {
+        fs::write(data.join(std::ffi::OsStr::from_bytes(n)), b"x").unwrap();
+    }
+    s.ok(&["init"]);
+    s.snapshot(&data);
+    let out = s.ok(&["ls", "latest"]);
+    let names_listed: Vec<&str> = out.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert_eq!(
+        names_listed,
+        ["a\\nb", "back\\\\slash", "bad\\xff\\xfename", "plain"],
+        "{out}"
+    );
+    let v = parse_json(&s.ok(&["--json", "ls", "latest"]));
+    let bad = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path_hex"].is_string())
+        .expect("the non-UTF-8 name has path_hex");
+    assert_eq!(bad["path_hex"], "626164fffe6e616d65");
+    let with_newline = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == "a\nb")
+        .count();
+    assert_eq!(with_newline, 1, "{v}");
+}

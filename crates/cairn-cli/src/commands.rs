@@ -1,6 +1,8 @@
 //! One function per command: call the library, print the result as text
 //! or JSON.
 
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -458,6 +460,33 @@ pub fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A path for a line of text: control characters, backslashes and bytes
+/// that are not UTF-8 written as escapes (`\n`, `\\`, `\xff`), so one
+/// entry is one line and every name can be told apart.
+fn escaped(p: &Path) -> String {
+    let mut out = String::new();
+    for chunk in p.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.extend(c.escape_unicode()),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
     let id = store.resolve(&a.snapshot)?;
@@ -466,36 +495,49 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
     for (dir, why) in &plan.failed {
         eprintln!("cairn: error: {}: cannot be listed: {why}", dir.display());
     }
-    let mut rows: Vec<(String, &'static str, u64, u32, String)> = Vec::new();
+    let mut rows: Vec<(&Path, &'static str, u64, u32, String)> = Vec::new();
     for (p, meta) in &plan.dirs {
         let mode = meta.as_ref().map_or(0o755, |m| m.mode);
-        rows.push((p.display().to_string(), "dir", 0, mode, String::new()));
+        rows.push((p, "dir", 0, mode, String::new()));
     }
     for f in &plan.files {
-        let class = class_label(&f.class);
-        let path = f.rel.display().to_string();
-        rows.push((path, "file", f.content.size, f.meta.mode, class));
+        rows.push((
+            &f.rel,
+            "file",
+            f.content.size,
+            f.meta.mode,
+            class_label(&f.class),
+        ));
     }
     for (p, _, meta) in &plan.symlinks {
-        rows.push((
-            p.display().to_string(),
-            "symlink",
-            0,
-            meta.mode,
-            String::new(),
-        ));
+        rows.push((p, "symlink", 0, meta.mode, String::new()));
     }
     rows.sort();
     if cli.json {
         print_json(&json!({
             "snapshot": id.to_string(),
-            "entries": rows.iter().map(|(p, k, s, m, c)| json!({
-                "path": p, "type": k, "size": s, "mode": format!("{:o}", m & 0o7777), "class": c,
-            })).collect::<Vec<_>>(),
+            "entries": rows.iter().map(|(p, k, s, m, c)| {
+                let mut e = json!({
+                    "path": p.to_string_lossy(), "type": k, "size": s,
+                    "mode": format!("{:o}", m & 0o7777), "class": c,
+                });
+                // A name that is not UTF-8, byte for byte.
+                if p.to_str().is_none() {
+                    e["path_hex"] = json!(hex(p.as_os_str().as_bytes()));
+                }
+                e
+            }).collect::<Vec<_>>(),
         }));
     } else {
         for (p, k, s, m, c) in rows {
-            println!("{:>4o} {:<7} {:>12} {:<24} {}", m & 0o7777, k, s, c, p);
+            println!(
+                "{:>4o} {:<7} {:>12} {:<24} {}",
+                m & 0o7777,
+                k,
+                s,
+                c,
+                escaped(p)
+            );
         }
     }
     Ok(if plan.failed.is_empty() {
