@@ -143,3 +143,64 @@ fn a_target_that_is_a_symlink_to_a_directory_is_followed() {
     assert!(err.contains(dangling.to_str().unwrap()), "{err}");
     assert!(!s.path("nowhere").exists());
 }
+
+/// An `--overwrite` restore over a target holding something of another
+/// kind where the snapshot puts a file, directory or symlink is refused
+/// before anything is written, naming what is in the way; a symlink where
+/// a directory goes is never followed.
+#[test]
+fn an_overwrite_meeting_another_kind_is_refused_before_writing() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    small_tree(&data);
+    s.ok(&["init"]);
+    s.snapshot(&data);
+    let outside = s.path("outside");
+    fs::create_dir(&outside).unwrap();
+    type Setup = fn(&std::path::Path, &std::path::Path);
+    let cases: [(&str, Setup, &str); 4] = [
+        (
+            "a",
+            |t, _| fs::write(t.join("a"), b"file").unwrap(),
+            "a file where the snapshot has a directory",
+        ),
+        (
+            "two.bin",
+            |t, _| fs::create_dir(t.join("two.bin")).unwrap(),
+            "a directory where the snapshot has a file",
+        ),
+        (
+            "link",
+            |t, _| fs::create_dir(t.join("link")).unwrap(),
+            "a directory where the snapshot has a symlink",
+        ),
+        (
+            "a",
+            |t, o| std::os::unix::fs::symlink(o, t.join("a")).unwrap(),
+            "a symlink where the snapshot has a directory",
+        ),
+    ];
+    for (i, (name, setup, want)) in cases.into_iter().enumerate() {
+        let target = s.path(&format!("t{i}"));
+        fs::create_dir(&target).unwrap();
+        setup(&target, &outside);
+        let before = files_under(&target);
+        let err = s.fails(&[
+            "restore",
+            "--overwrite",
+            "--target",
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&target.join(name).display().to_string()) && err.contains(want),
+            "{err}"
+        );
+        assert_eq!(
+            files_under(&target),
+            before,
+            "{want}: the target was written to"
+        );
+        assert_eq!(files_under(&outside), Vec::<std::path::PathBuf>::new());
+    }
+}

@@ -110,6 +110,17 @@ pub enum StoreError {
         /// The target.
         path: PathBuf,
     },
+    /// The target holds something of another kind where the snapshot puts
+    /// a file, directory or symlink (a restore never follows a symlink).
+    #[error("restore target holds {path}, a {found} where the snapshot has a {wanted}: move it away or restore elsewhere")]
+    TargetConflict {
+        /// What is in the way.
+        path: PathBuf,
+        /// What it is.
+        found: &'static str,
+        /// What the snapshot has there.
+        wanted: &'static str,
+    },
     /// One or more files failed during restore.
     #[error("{failed} of {total} files could not be restored; first: {first}")]
     RestoreIncomplete {

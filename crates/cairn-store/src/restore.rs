@@ -272,14 +272,54 @@ fn refuse_store_paths(store: &Store, plan: &RestorePlan, target: &Path) -> Resul
     Ok(())
 }
 
+/// Refuses, before anything is written, a restore over a target that holds
+/// something of another kind where the snapshot puts a directory, file or
+/// symlink (only a `--overwrite` restore meets one).
+fn refuse_conflicts(plan: &RestorePlan, target: &Path) -> Result<()> {
+    let dirs = plan.dirs.iter().map(|(rel, _)| (rel, "directory"));
+    let files = plan.files.iter().map(|f| (&f.rel, "file"));
+    let links = plan.symlinks.iter().map(|(rel, _, _)| (rel, "symlink"));
+    for (rel, wanted) in dirs.chain(files).chain(links) {
+        let path = target.join(rel);
+        if let Ok(m) = fs::symlink_metadata(&path) {
+            refuse_kind(&path, &m, wanted)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `found` (the metadata of what is at `path`) where a `wanted`
+/// goes: a directory only on a real directory, a file or symlink
+/// anywhere but on a directory.
+fn refuse_kind(path: &Path, found: &fs::Metadata, wanted: &'static str) -> Result<()> {
+    let kind = found.file_type();
+    let fits = match wanted {
+        "directory" => kind.is_dir(),
+        _ => !kind.is_dir(),
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(StoreError::TargetConflict {
+        path: path.to_path_buf(),
+        found: if kind.is_dir() {
+            "directory"
+        } else if kind.is_symlink() {
+            "symlink"
+        } else if kind.is_file() {
+            "file"
+        } else {
+            "special file"
+        },
+        wanted,
+    })
+}
+
 /// Creates `dir` unless it exists as a real directory; a symlink or file
 /// in its place is refused.
 fn ensure_dir(dir: &Path) -> Result<()> {
     match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(StoreError::UnsafePath {
-            detail: format!("{} exists and is not a directory", dir.display()),
-        }),
+        Ok(m) => refuse_kind(dir, &m, "directory"),
         Err(_) => fs::create_dir(dir).at(dir),
     }
 }
@@ -302,6 +342,7 @@ pub fn execute(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     refuse_store_paths(store, plan, target)?;
+    refuse_conflicts(plan, target)?;
     progress.start(plan.files.len() as u64, plan.bytes);
     for (rel, _) in &plan.dirs {
         ensure_dir(&target.join(rel))?;
@@ -378,14 +419,7 @@ pub fn execute(
     for (rel, link, _) in &plan.symlinks {
         let dest = target.join(rel);
         if let Ok(m) = fs::symlink_metadata(&dest) {
-            if m.is_dir() {
-                return Err(StoreError::UnsafePath {
-                    detail: format!(
-                        "{} is a directory where the snapshot has a symlink",
-                        dest.display()
-                    ),
-                });
-            }
+            refuse_kind(&dest, &m, "symlink")?;
             fs::remove_file(&dest).at(&dest)?;
         }
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), &dest).at(&dest)?;
@@ -471,13 +505,8 @@ impl Completion for Placement {
         let Placement { temp, dest, staged } = self;
         let result = (|| {
             let written = staged.make_durable().at(&temp)?;
-            if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                return Err(StoreError::UnsafePath {
-                    detail: format!(
-                        "{} is a directory where the snapshot has a file",
-                        dest.display()
-                    ),
-                });
+            if let Ok(m) = fs::symlink_metadata(&dest) {
+                refuse_kind(&dest, &m, "file")?;
             }
             fs::rename(&temp, &dest).at(&dest)?;
             Ok(written)
