@@ -1124,3 +1124,80 @@ fn ls_escapes_names_and_json_keeps_their_bytes() {
         .count();
     assert_eq!(with_newline, 1, "{v}");
 }
+
+/// Sets every mode under `root` (`root` too): directories `dir`, files `file`.
+fn chmod_tree(root: &Path, dir: u32, file: u32) {
+    for e in fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            chmod_tree(&p, dir, file);
+        } else if m.is_file() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(file)).unwrap();
+        }
+    }
+    fs::set_permissions(root, fs::Permissions::from_mode(dir)).unwrap();
+}
+
+/// A store this process may only read (another user's, a read-only
+/// mount) is listed, checked and restored from like a remote one, its
+/// index in the cache directory; a command that would change it says it
+/// is read-only, in one line; nothing in it changes.
+#[test]
+fn a_store_this_process_may_only_read_is_read() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    tiny_data_path(&data);
+    s.ok(&["init"]);
+    let first = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    let first_tree = s.path("first-tree");
+    copy_tree(&data, &first_tree);
+    age(&data, 1, 3);
+    s.snapshot(&data);
+    let before = store_digest(&s.store());
+    chmod_tree(&s.store(), 0o555, 0o444);
+    let cache = s.path("cache");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--cache-dir", cache.to_str().unwrap()];
+        all.extend(args);
+        cairn_unprivileged(&s, &all)
+    };
+    let line = one_error(
+        &run(&["snapshot", "--data-path", data.to_str().unwrap()]),
+        "snapshot into a read-only store",
+    );
+    assert!(
+        line.contains("read-only to this process") && line.contains("snapshot"),
+        "{line}"
+    );
+    for cmd in [&["forget", "--keep-last", "1"][..], &["prune"][..]] {
+        let line = one_error(&run(cmd), "a change to a read-only store");
+        assert!(line.contains("read-only to this process"), "{line}");
+    }
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(ok(&["list"]).lines().count(), 3);
+    assert!(ok(&["ls", &first]).contains("hitkeep.db"));
+    ok(&["check", "--read-data"]);
+    let t1 = s.path("t1");
+    ok(&[
+        "restore",
+        "--snapshot",
+        &first,
+        "--target",
+        t1.to_str().unwrap(),
+    ]);
+    assert_same_tree(&first_tree, &t1);
+    let t2 = s.path("t2");
+    ok(&["restore", "--target", t2.to_str().unwrap()]);
+    assert_same_tree(&data, &t2);
+    chmod_tree(&s.store(), 0o755, 0o644);
+    assert_eq!(store_digest(&s.store()), before);
+}

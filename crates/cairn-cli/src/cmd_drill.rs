@@ -77,7 +77,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
     // reported, but not recorded: cairn writes remote stores only by
     // replicating to them.
     let saved = match crate::commands::store_location(cli)? {
-        cairn_remote::Location::Local(path) => {
+        cairn_remote::Location::Local(path) if cairn_store::StoreFiles::writable(&path) => {
             // Recording waits for a snapshot or prune holding the store
             // (an hour at most), so a long drill's result is not lost to a
             // busy store.
@@ -86,7 +86,7 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
             let store = cairn_store::Store::open_with(&path, &lock)?;
             Some(drill::save(&store, &mut record)?)
         }
-        cairn_remote::Location::S3(_) => None,
+        _ => None,
     };
     if cli.json {
         let mut v = serde_json::to_value(&record)?;
@@ -96,9 +96,9 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
         print_record(&record);
         match &saved {
             Some(p) => println!("recorded as {}", p.display()),
-            None => {
-                println!("not recorded: the store is remote (record drills in the local store)")
-            }
+            None => println!(
+                "not recorded: the store is remote or read-only to this process (record drills in a local store you can write)"
+            ),
         }
     }
     if cli.quiet && !cli.json && !record.passed {

@@ -96,6 +96,9 @@ pub fn apply(cli: &Cli, store: &Store, given: Option<Policy>, dry_run: bool) -> 
     };
     // A remote store is locked before the plan: nothing else may write
     // to it between the plan and the deletions.
+    if !dry_run {
+        store.files().require_writable("forget")?;
+    }
     let remote_lock = match store.files().remote() {
         Some(b) if !dry_run => Some(crate::commands::remote_lock(cli, b.clone())?),
         _ => None,
@@ -170,6 +173,9 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let files = crate::commands::store_files(cli, &crate::commands::store_location(cli)?)?;
+    if !a.dry_run {
+        files.require_writable("prune")?;
+    }
     let _prune_lock = prune::prune_lock(&files)?;
     // A remote store is locked for the whole prune (its writers are
     // replicate, forget and prune, which all take that lock).

@@ -30,6 +30,15 @@ pub enum StoreError {
         /// What was refused.
         what: String,
     },
+    /// A command that changes a store was given a local store this
+    /// process may only read.
+    #[error("store {location} is read-only to this process: {what} needs write access to it")]
+    StoreNotWritable {
+        /// The store's path.
+        location: String,
+        /// What was refused.
+        what: String,
+    },
     /// Reading or writing a remote store (or a replica) failed.
     #[error(transparent)]
     Remote(#[from] cairn_remote::RemoteError),

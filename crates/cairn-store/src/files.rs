@@ -29,6 +29,8 @@ pub struct StoreFiles {
     root: PathBuf,
     config: StoreConfig,
     remote: Option<Arc<dyn Backend>>,
+    /// A local store this process cannot write, read through `remote`.
+    read_only: bool,
 }
 
 /// How many bytes of a remote pack's end are fetched at once to find its
@@ -65,6 +67,7 @@ impl StoreFiles {
             root: path.to_owned(),
             config,
             remote: None,
+            read_only: false,
         })
     }
 
@@ -88,7 +91,32 @@ impl StoreFiles {
             root,
             config,
             remote: Some(backend),
+            read_only: false,
         })
+    }
+
+    /// Whether this process may write the local store at `path`: the
+    /// store lock opens for writing (it fails on a store whose files the
+    /// user may only read, or on a read-only mount).
+    pub fn writable(path: &Path) -> bool {
+        let lock = path.join(crate::lock::LOCK_FILE);
+        match fs::OpenOptions::new().write(true).open(&lock) {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ),
+        }
+    }
+
+    /// Opens a local store this process cannot write (see
+    /// [`writable`](Self::writable)) for reading, the way a remote store is
+    /// read: its files through the local backend, its index and lock in
+    /// `cache/<store id>/`. Commands that change a store refuse it.
+    pub fn open_read_only(path: &Path, cache: &Path) -> Result<Self> {
+        let mut files = Self::open_remote(Arc::new(cairn_remote::LocalDir::new(path)), cache)?;
+        files.read_only = true;
+        Ok(files)
     }
 
     /// The store root; for a remote store, its local cache directory.
@@ -109,9 +137,23 @@ impl StoreFiles {
         }
     }
 
+    /// Fails for a local store this process may only read: `what` writes
+    /// to the store (remote stores are written by replicate, forget and
+    /// prune).
+    pub fn require_writable(&self, what: &str) -> Result<()> {
+        if self.read_only {
+            return Err(StoreError::StoreNotWritable {
+                location: self.location(),
+                what: what.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Fails for a remote store: `what` changes a store, and cairn changes
     /// remote stores only by replicating to them.
     pub fn require_local(&self, what: &str) -> Result<()> {
+        self.require_writable(what)?;
         match &self.remote {
             None => Ok(()),
             Some(b) => Err(StoreError::RemoteReadOnly {

@@ -71,6 +71,9 @@ fn group_by_frame(entries: &[PackEntry]) -> Vec<Vec<PackEntry>> {
 
 /// Reads every pack and plans the rewrite of the damaged ones.
 pub fn plan(store: &Store) -> Result<RepairPlan> {
+    // The plan reads the pack files themselves (a remote store is
+    // checked with `check --read-data`).
+    store.files().require_local("repair")?;
     let mut plan = RepairPlan::default();
     // Chunks the index places in each pack: the only record of what an
     // unreadable pack held.
