@@ -597,3 +597,80 @@ fn replicate_retries_connections_that_drop() {
     restore_from(&url, &id, &target, &s.path("c3"));
     assert_same_tree(&data, &target);
 }
+
+/// Answers of 503 Slow Down in the middle of a replication: with retries
+/// the replication completes and the replica restores byte-identical;
+/// without, it fails in one line naming the endpoint, no snapshot of the
+/// half-sent replica is visible, and a re-run completes it.
+#[test]
+fn replicate_survives_slow_down_answers_mid_run() {
+    let server = S3Server::shared();
+    let s = Scratch::new();
+    let data = s.path("data");
+    let mut rng = SeededRng(53);
+    fs::create_dir_all(&data).unwrap();
+    for i in 0..10 {
+        fs::write(data.join(format!("blob{i}.bin")), rng.bytes(250 << 10)).unwrap();
+    }
+    s.ok(&["init"]);
+    small_packs(&s.store());
+    let first = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    fs::write(data.join("later.bin"), rng.bytes(300 << 10)).unwrap();
+    let second = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    let store = s.store();
+    let store = store.to_str().unwrap();
+    let packs = pack_names(&s.store()).len();
+    assert!(packs >= 4, "{packs} packs: want several uploads");
+
+    // Without retries: the third pack upload is refused.
+    let url = server.url("slowdown");
+    let puts = std::sync::atomic::AtomicUsize::new(0);
+    let proxy = crate::s3_server::FaultProxy::start(&server.endpoint, move |_, line| {
+        line.starts_with("PUT")
+            && line.contains("/packs/")
+            && puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2
+    });
+    let no_retries = [
+        ("AWS_ENDPOINT_URL", proxy.endpoint.clone()),
+        ("CAIRN_S3_RETRIES", "0".to_string()),
+    ];
+    fails_at(
+        store,
+        &["replicate", "--to", &url],
+        &s.path("c1"),
+        &no_retries,
+        &proxy.endpoint,
+    );
+    assert_eq!(proxy.failed().len(), 1, "{:?}", proxy.failed());
+    // Snapshots become visible only once all their packs are there: none
+    // is listed that cannot be restored.
+    for id in remote_ids(&url, &s.path("c2")) {
+        let t = s.path(&format!("partial-{id}"));
+        restore_from(&url, &id, &t, &s.path("c2"));
+    }
+
+    // With retries, every fourth request of the run is answered 503.
+    let flaky = crate::s3_server::FaultProxy::start(&server.endpoint, |n, _| n % 4 == 3);
+    let retries = [
+        ("AWS_ENDPOINT_URL", flaky.endpoint.clone()),
+        ("CAIRN_S3_RETRIES", "5".to_string()),
+    ];
+    let out = cairn_at(store, &["replicate", "--to", &url], &s.path("c3"), &retries);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!flaky.failed().is_empty(), "the proxy answered no 503");
+    assert_eq!(
+        remote_ids(&url, &s.path("c4")),
+        vec![first.clone(), second.clone()]
+    );
+    for id in [&first, &second] {
+        let t = s.path(&format!("restored-{id}"));
+        restore_from(&url, id, &t, &s.path("c4"));
+    }
+    assert_same_tree(&data, &s.path(&format!("restored-{second}")));
+    let c = cairn_at(&url, &["check", "--read-data"], &s.path("c4"), &[]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+}

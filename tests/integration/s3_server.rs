@@ -211,6 +211,18 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// For a proxy to the `http://` endpoint `target`: its address, a
+/// listener on a free loopback port, and that listener's endpoint.
+fn proxy_listener(target: &str) -> (String, TcpListener, String) {
+    let target = target
+        .strip_prefix("http://")
+        .expect("http endpoint")
+        .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    (target, listener, endpoint)
+}
+
 /// A TCP proxy to the server that drops the first `drop_first`
 /// connections it accepts (the client sees the connection closed before
 /// any answer: a transient failure), then forwards. Its threads end with
@@ -225,12 +237,7 @@ impl FlakyProxy {
         use std::io::copy;
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
-        let target = target
-            .strip_prefix("http://")
-            .expect("http endpoint")
-            .to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (target, listener, endpoint) = proxy_listener(target);
         let dropped = Arc::new(AtomicUsize::new(0));
         let count = dropped.clone();
         std::thread::spawn(move || {
@@ -263,4 +270,122 @@ impl FlakyProxy {
     pub fn dropped(&self) -> usize {
         self.dropped.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// An HTTP proxy to the server, one request per connection, that answers
+/// `503 Slow Down` (as S3 does when it sheds load) to the requests `fail`
+/// picks by their number (from 0) and request line, and forwards the rest.
+/// Its threads end with the test process.
+pub struct FaultProxy {
+    pub endpoint: String,
+    failed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+type FailRule = dyn Fn(usize, &str) -> bool + Send + Sync;
+
+impl FaultProxy {
+    pub fn start(target: &str, fail: impl Fn(usize, &str) -> bool + Send + Sync + 'static) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let (target, listener, endpoint) = proxy_listener(target);
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let fail: Arc<FailRule> = Arc::new(fail);
+        let record = failed.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let (target, fail, seen, record) =
+                    (target.clone(), fail.clone(), seen.clone(), record.clone());
+                std::thread::spawn(move || {
+                    let Some((head, body)) = read_message(&client, true) else {
+                        return;
+                    };
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    let mut client = client;
+                    if fail(n, &line) {
+                        record.lock().unwrap().push(line);
+                        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                        let _ = std::io::Write::write_all(
+                            &mut client,
+                            format!(
+                                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        );
+                        return;
+                    }
+                    let Ok(mut server) = TcpStream::connect(&target) else {
+                        return;
+                    };
+                    let _ = std::io::Write::write_all(
+                        &mut server,
+                        &[closing(&head).as_bytes(), &body].concat(),
+                    );
+                    let Some((head, _)) = read_message(&server, false) else {
+                        return;
+                    };
+                    let _ = std::io::Write::write_all(&mut client, closing(&head).as_bytes());
+                    // The rest of the answer, until the server closes.
+                    let _ = std::io::copy(&mut server, &mut client);
+                });
+            }
+        });
+        FaultProxy { endpoint, failed }
+    }
+
+    /// The request lines answered with 503 so far.
+    pub fn failed(&self) -> Vec<String> {
+        self.failed.lock().unwrap().clone()
+    }
+}
+
+/// Reads an HTTP message head (through the blank line) from `stream`, and
+/// with `body`, the body its `Content-Length` gives. Reads a byte at a
+/// time, so nothing after the head is consumed when `body` is false.
+fn read_message(mut stream: &TcpStream, body: bool) -> Option<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).ok()?;
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+            || !body,
+        "the fault proxy does not read chunked request bodies: {head}"
+    );
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut data = vec![0u8; if body { len } else { 0 }];
+    stream.read_exact(&mut data).ok()?;
+    Some((head, data))
+}
+
+/// `head` with `Connection: close` in place of any connection header, so
+/// both ends close after one request.
+fn closing(head: &str) -> String {
+    let mut out = String::new();
+    for l in head.trim_end_matches("\r\n").split("\r\n") {
+        if !l.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
 }
