@@ -1154,6 +1154,8 @@ fn a_store_this_process_may_only_read_is_read() {
     copy_tree(&data, &first_tree);
     age(&data, 1, 3);
     s.snapshot(&data);
+    s.ok(&["policy", "--keep-last", "5"]);
+    s.ok(&["drill", "--quiet"]);
     let before = store_digest(&s.store());
     chmod_tree(&s.store(), 0o555, 0o444);
     let cache = s.path("cache");
@@ -1183,7 +1185,13 @@ fn a_store_this_process_may_only_read_is_read() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(ok(&["list"]).lines().count(), 3);
+    let list = ok(&["list"]);
+    assert_eq!(list.lines().count(), 3);
+    // The store's own state is read from the store, not from the cache.
+    assert!(list.lines().skip(1).all(|l| l.contains("last")), "{list}");
+    assert!(ok(&["policy"]).contains("keep-last 5"));
+    assert_eq!(ok(&["drills"]).lines().count(), 2);
+    assert!(ok(&["drill"]).contains("not recorded"));
     assert!(ok(&["ls", &first]).contains("hitkeep.db"));
     ok(&["check", "--read-data"]);
     let t1 = s.path("t1");
@@ -1200,4 +1208,66 @@ fn a_store_this_process_may_only_read_is_read() {
     assert_same_tree(&data, &t2);
     chmod_tree(&s.store(), 0o755, 0o644);
     assert_eq!(store_digest(&s.store()), before);
+}
+
+/// The read-only probe looks at the store's directories and its lock:
+/// a lock file alone that is not writable makes the store read-only (and
+/// the inside-the-store guard still guards the store, not the cache); a
+/// read-only store without a lock file (one copied down from a bucket)
+/// is read too.
+#[test]
+fn a_store_with_only_its_lock_read_only_or_no_lock_is_read_safely() {
+    let (s, _, _) = store_with_snapshot();
+    let cache = s.path("cache");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--cache-dir", cache.to_str().unwrap()];
+        all.extend(args);
+        cairn_unprivileged(&s, &all)
+    };
+    // A tree holding `store/packs/<a real pack's name>`, restored over the
+    // directory that holds the store.
+    let other = s.path("other");
+    fs::create_dir_all(other.join("store/packs")).unwrap();
+    let pack = fs::read_dir(s.store().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .unwrap();
+    fs::write(
+        other.join("store/packs").join(pack.file_name().unwrap()),
+        b"not that pack",
+    )
+    .unwrap();
+    s.snapshot(&other);
+    let lock = s.store().join("lock");
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o444)).unwrap();
+    let before = store_digest(&s.store());
+    let root = s.store().parent().unwrap().to_path_buf();
+    let line = one_error(
+        &run(&["restore", "--target", root.to_str().unwrap(), "--overwrite"]),
+        "restore over the store's directory, lock read-only",
+    );
+    assert!(
+        line.contains("inside the store") && line.contains(s.store().to_str().unwrap()),
+        "{line}"
+    );
+    let line = one_error(
+        &run(&["snapshot", "--data-path", other.to_str().unwrap()]),
+        "snapshot",
+    );
+    assert!(line.contains("lock is not writable"), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
+
+    // No lock file, nothing writable.
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::remove_file(&lock).unwrap();
+    chmod_tree(&s.store(), 0o555, 0o444);
+    let out = run(&["list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    chmod_tree(&s.store(), 0o755, 0o644);
 }

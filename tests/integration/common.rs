@@ -422,3 +422,12 @@ pub fn restore_to(s: &Scratch, id: &str, dest: &Path) {
         dest.to_str().unwrap(),
     ]);
 }
+
+/// A trial count (or seed) from the environment variable `name`, else
+/// `default` (CI runs the defaults; the full counts are set locally).
+pub fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

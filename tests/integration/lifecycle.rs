@@ -15,14 +15,7 @@ use crate::common::*;
 
 type Digest = BTreeMap<PathBuf, (String, u32, Vec<u8>, i64)>;
 
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Ages a generated data path by `hours` of simulated traffic.
+/// Takes a snapshot of `data`; its id.
 fn snapshot_id(s: &Scratch, data: &Path) -> String {
     s.snapshot(data)["id"].as_str().unwrap().to_string()
 }

@@ -482,7 +482,8 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| "not a number of seconds from 0 to 1.8e19".to_string())
 }
 
-/// A tenant id as HitKeep writes one: a UUID, 8-4-4-4-12 hex digits.
+/// A tenant id as HitKeep writes one: a UUID, 8-4-4-4-12 hex digits
+/// (lower-cased, as its tenant directories are named).
 pub fn tenant_uuid(s: &str) -> Result<String, String> {
     let groups: Vec<&str> = s.split('-').collect();
     let shape = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]);
@@ -491,7 +492,7 @@ pub fn tenant_uuid(s: &str) -> Result<String, String> {
             .iter()
             .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        Ok(s.to_string())
+        Ok(s.to_ascii_lowercase())
     } else {
         Err("not a tenant UUID (8-4-4-4-12 hex digits)".into())
     }

@@ -73,11 +73,13 @@ pub fn drill(cli: &Cli, a: &DrillArgs) -> anyhow::Result<ExitCode> {
         prepared?
     };
     let mut record = drill::verify(prepared);
-    // A drill of a remote store (restoring from off-host) is run and
-    // reported, but not recorded: cairn writes remote stores only by
-    // replicating to them.
+    // A drill of a remote store (restoring from off-host), or of a local
+    // one this process may not write, is run and reported, but not
+    // recorded: cairn writes remote stores only by replicating to them.
     let saved = match crate::commands::store_location(cli)? {
-        cairn_remote::Location::Local(path) if cairn_store::StoreFiles::writable(&path) => {
+        cairn_remote::Location::Local(path)
+            if cairn_store::StoreFiles::read_only_reason(&path).is_none() =>
+        {
             // Recording waits for a snapshot or prune holding the store
             // (an hour at most), so a long drill's result is not lost to a
             // busy store.

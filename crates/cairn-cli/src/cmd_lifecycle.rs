@@ -94,11 +94,11 @@ pub fn apply(cli: &Cli, store: &Store, given: Option<Policy>, dry_run: bool) -> 
             None => bail!("no retention rule given and no policy stored: pass --keep-last, --keep-daily, ... or set one with `cairn policy`"),
         },
     };
-    // A remote store is locked before the plan: nothing else may write
-    // to it between the plan and the deletions.
     if !dry_run {
         store.files().require_writable("forget")?;
     }
+    // A remote store is locked before the plan: nothing else may write
+    // to it between the plan and the deletions.
     let remote_lock = match store.files().remote() {
         Some(b) if !dry_run => Some(crate::commands::remote_lock(cli, b.clone())?),
         _ => None,

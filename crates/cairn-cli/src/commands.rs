@@ -109,9 +109,7 @@ fn cache_dir(cli: &Cli) -> anyhow::Result<std::path::PathBuf> {
 /// The files of the store at `loc`, local or remote, without a lock.
 pub fn store_files(cli: &Cli, loc: &Location) -> anyhow::Result<StoreFiles> {
     Ok(match loc {
-        Location::Local(p) if StoreFiles::writable(p) => StoreFiles::open(p)?,
-        // Read like a remote store, through a cache of our own.
-        Location::Local(p) => StoreFiles::open_read_only(p, &cache_dir(cli)?)?,
+        Location::Local(p) => StoreFiles::open_local(p, cache_dir(cli).ok().as_deref())?,
         remote => {
             let backend = cairn_remote::open(remote, &retry_policy(cli))?;
             StoreFiles::open_remote(backend, &cache_dir(cli)?)?

@@ -1015,7 +1015,7 @@ pub struct DrillList {
 
 /// Every drill record in the store.
 pub fn list(store: &Store) -> Result<DrillList> {
-    let dir = store.root().join(DRILLS_DIR);
+    let dir = store.files().store_dir().join(DRILLS_DIR);
     let mut out = DrillList::default();
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,

@@ -32,12 +32,33 @@ pub enum StoreError {
     },
     /// A command that changes a store was given a local store this
     /// process may only read.
-    #[error("store {location} is read-only to this process: {what} needs write access to it")]
+    #[error(
+        "store {location} is read-only to this process ({reason}): {what} needs write access to it"
+    )]
     StoreNotWritable {
         /// The store's path.
         location: String,
         /// What was refused.
         what: String,
+        /// What is not writable.
+        reason: String,
+    },
+    /// A path given (or restored to) lies in the store itself.
+    #[error("{what} {path} is inside the store {store}")]
+    InsideStore {
+        /// What the path is (`restore target`, `data path`...).
+        what: String,
+        /// The path.
+        path: PathBuf,
+        /// The store's directory.
+        store: PathBuf,
+    },
+    /// A local store this process may only read, and no cache directory
+    /// to read it through.
+    #[error("store {location} is read-only to this process, and reading it needs a cache directory: set --cache-dir or CAIRN_CACHE_DIR")]
+    NoCacheDir {
+        /// The store's path.
+        location: String,
     },
     /// Reading or writing a remote store (or a replica) failed.
     #[error(transparent)]
@@ -126,9 +147,9 @@ pub enum StoreError {
         /// What is in the way.
         path: PathBuf,
         /// What it is.
-        found: &'static str,
+        found: crate::restore::PathKind,
         /// What the snapshot has there.
-        wanted: &'static str,
+        wanted: crate::restore::PathKind,
     },
     /// One or more files failed during restore.
     #[error("{failed} of {total} files could not be restored; first: {first}")]

@@ -7,6 +7,8 @@
 //! storage) is read through its [`Backend`], by whole objects or byte
 //! ranges; its local state (the index cache, the lock of that cache) lives
 //! in a cache directory named by the store id, which [`root`] then names.
+//! A local store this process may not write is read like a remote one,
+//! through a `LocalDir` backend.
 //!
 //! [`root`]: StoreFiles::root
 
@@ -29,8 +31,12 @@ pub struct StoreFiles {
     root: PathBuf,
     config: StoreConfig,
     remote: Option<Arc<dyn Backend>>,
-    /// A local store this process cannot write, read through `remote`.
-    read_only: bool,
+    /// Where the store's own files are: the local store's directory (also
+    /// when it is read through the cache), a remote store's cache.
+    store_dir: PathBuf,
+    /// Why this process may not write this local store (it is then read
+    /// through `remote`, a `LocalDir`).
+    read_only: Option<String>,
 }
 
 /// How many bytes of a remote pack's end are fetched at once to find its
@@ -65,9 +71,10 @@ impl StoreFiles {
         let config = StoreConfig::decode(&bytes).what(cfg_path.display())?;
         Ok(Self {
             root: path.to_owned(),
+            store_dir: path.to_owned(),
             config,
             remote: None,
-            read_only: false,
+            read_only: None,
         })
     }
 
@@ -88,40 +95,77 @@ impl StoreFiles {
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp).at(&tmp)?;
         Ok(Self {
+            store_dir: root.clone(),
             root,
             config,
             remote: Some(backend),
-            read_only: false,
+            read_only: None,
         })
     }
 
-    /// Whether this process may write the local store at `path`: the
-    /// store lock opens for writing (it fails on a store whose files the
-    /// user may only read, or on a read-only mount).
-    pub fn writable(path: &Path) -> bool {
-        let lock = path.join(crate::lock::LOCK_FILE);
-        match fs::OpenOptions::new().write(true).open(&lock) {
-            Ok(_) => true,
-            Err(e) => !matches!(
-                e.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            ),
-        }
+    /// Opens the local store at `path`. One this process may not write
+    /// (see [`read_only_reason`](Self::read_only_reason)) is read the way a
+    /// remote store is: its files through the local backend, its index and
+    /// lock in `cache/<store id>/` (`cache` is needed only then). Commands
+    /// that change a store refuse it, saying why.
+    pub fn open_local(path: &Path, cache: Option<&Path>) -> Result<Self> {
+        let Some(reason) = Self::read_only_reason(path) else {
+            return Self::open(path);
+        };
+        let Some(cache) = cache else {
+            return Err(StoreError::NoCacheDir {
+                location: path.display().to_string(),
+            });
+        };
+        let backend = Arc::new(cairn_remote::LocalDir::new(path));
+        let mut files = Self::open_remote(backend, cache)?;
+        files.store_dir = path.to_owned();
+        files.read_only = Some(reason);
+        Ok(files)
     }
 
-    /// Opens a local store this process cannot write (see
-    /// [`writable`](Self::writable)) for reading, the way a remote store is
-    /// read: its files through the local backend, its index and lock in
-    /// `cache/<store id>/`. Commands that change a store refuse it.
-    pub fn open_read_only(path: &Path, cache: &Path) -> Result<Self> {
-        let mut files = Self::open_remote(Arc::new(cairn_remote::LocalDir::new(path)), cache)?;
-        files.read_only = true;
-        Ok(files)
+    /// Why this process may not write the local store at `path`, if it may
+    /// not: the store directory, one of its directories or its lock file is
+    /// not writable to it (permissions, a read-only mount). `None` for a
+    /// store it may write, and for a path that is no store (opening it
+    /// then says so).
+    pub fn read_only_reason(path: &Path) -> Option<String> {
+        use rustix::fs::{access, Access};
+        if !path.join("config").exists() {
+            return None;
+        }
+        let parts = [
+            "",
+            crate::lock::LOCK_FILE,
+            "index",
+            "tmp",
+            "packs",
+            "snapshots",
+        ];
+        parts.iter().find_map(|part| {
+            let p = path.join(part);
+            match access(&p, Access::WRITE_OK) {
+                Err(e) if e == rustix::io::Errno::NOENT => None,
+                Err(e) => Some(format!(
+                    "{} is not writable: {}",
+                    p.display(),
+                    std::io::Error::from(e)
+                )),
+                Ok(()) => None,
+            }
+        })
     }
 
     /// The store root; for a remote store, its local cache directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the store's own files are: the local store's directory (also
+    /// one read through the cache because this process may not write it);
+    /// for a remote store, its cache directory.
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
     }
 
     /// The backend of a remote store.
@@ -141,13 +185,14 @@ impl StoreFiles {
     /// to the store (remote stores are written by replicate, forget and
     /// prune).
     pub fn require_writable(&self, what: &str) -> Result<()> {
-        if self.read_only {
-            return Err(StoreError::StoreNotWritable {
+        match &self.read_only {
+            Some(reason) => Err(StoreError::StoreNotWritable {
                 location: self.location(),
                 what: what.to_string(),
-            });
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Fails for a remote store: `what` changes a store, and cairn changes

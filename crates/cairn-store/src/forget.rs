@@ -15,7 +15,7 @@ use crate::store::Store;
 
 /// The policy stored in the store, if any.
 pub fn stored_policy(store: &Store) -> Result<Option<Policy>> {
-    let path = store.root().join(POLICY_FILE);
+    let path = store.files().store_dir().join(POLICY_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => Policy::decode(&text)
             .map(Some)
@@ -66,6 +66,7 @@ pub fn plan(store: &Store, policy: &Policy, now: i64) -> Result<ForgetPlan> {
 /// Removes the manifests `plan` drops from a remote store, whose lock
 /// `_lock` proves is held (no replication or prune runs meanwhile).
 pub fn execute_remote(store: &Store, plan: &ForgetPlan, _lock: &RemoteLock) -> Result<usize> {
+    store.files().require_writable("forget")?;
     let Some(b) = store.files().remote() else {
         return execute(store, plan);
     };

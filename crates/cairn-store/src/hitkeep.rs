@@ -378,16 +378,20 @@ pub fn findings(now: &Boundary, parent: Option<&Boundary>) -> Vec<String> {
     for t in after.difference(&before) {
         out.push(format!("tenant {t} appeared"));
     }
-    if let (Some(ArchiveLocation::Local(was)), Some(ArchiveLocation::Missing(now))) =
-        (&parent.archive, &now.archive)
-    {
-        out.push(if was == now {
-            format!("archive directory disappeared: {now} is missing")
-        } else {
-            format!(
+    if let Some(ArchiveLocation::Local(was)) = &parent.archive {
+        match &now.archive {
+            Some(ArchiveLocation::Local(_)) => {}
+            Some(ArchiveLocation::Missing(now)) if now == was => {
+                out.push(format!("archive directory disappeared: {now} is missing"))
+            }
+            Some(ArchiveLocation::Missing(now)) => out.push(format!(
                 "archive directory disappeared: {now} is missing (the previous snapshot captured {was})"
-            )
-        });
+            )),
+            Some(ArchiveLocation::External(url)) => out.push(format!(
+                "archive directory disappeared: archives now go to {url} (the previous snapshot captured {was})"
+            )),
+            None => out.push(format!("archive directory disappeared (was {was})")),
+        }
     }
     out
 }
@@ -397,7 +401,12 @@ pub fn findings(now: &Boundary, parent: Option<&Boundary>) -> Vec<String> {
 /// first archive is written).
 fn missing_outside_data(b: &Boundary) -> Option<&str> {
     match &b.archive {
-        Some(ArchiveLocation::Missing(p)) if !Path::new(p).starts_with(&b.data_path) => Some(p),
+        Some(ArchiveLocation::Missing(p))
+            if !cairn_remote::resolved(Path::new(p))
+                .starts_with(cairn_remote::resolved(Path::new(&b.data_path))) =>
+        {
+            Some(p)
+        }
         _ => None,
     }
 }
@@ -496,5 +505,77 @@ mod tests {
         ] {
             assert!(!is_transient(n.as_bytes()), "{n}");
         }
+    }
+
+    fn archive_findings(
+        archive: ArchiveLocation,
+        data: &Path,
+        parent: Option<&Boundary>,
+    ) -> Vec<String> {
+        let b = Boundary {
+            data_path: data.display().to_string(),
+            archive: Some(archive),
+            ..Boundary::default()
+        };
+        findings(&b, parent)
+            .into_iter()
+            .filter(|f| f.contains("archive"))
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_archive_is_a_finding_only_outside_the_data_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let missing = |p: PathBuf| ArchiveLocation::Missing(p.display().to_string());
+        // Outside, also when spelled through the data path and `..`.
+        for p in [dir.path().join("ext"), data.join("../ext")] {
+            let f = archive_findings(missing(p.clone()), &data, None);
+            assert_eq!(f.len(), 1, "{p:?}: {f:?}");
+            assert!(f[0].ends_with("is missing"), "{f:?}");
+        }
+        // Inside (HitKeep makes it when first needed), also when the data
+        // path is given through a symlink and the archive by its real path.
+        assert!(archive_findings(missing(data.join("archive")), &data, None).is_empty());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        assert!(archive_findings(missing(data.join("archive")), &link, None).is_empty());
+    }
+
+    #[test]
+    fn an_archive_captured_before_and_not_now_is_a_problem() {
+        let was = "/srv/archive".to_string();
+        let parent = Boundary {
+            archive: Some(ArchiveLocation::Local(was.clone())),
+            ..Boundary::default()
+        };
+        let data = Path::new("/srv/data");
+        for (now, want) in [
+            (
+                ArchiveLocation::Missing(was.clone()),
+                "/srv/archive is missing",
+            ),
+            (
+                ArchiveLocation::Missing("/elsewhere".into()),
+                "captured /srv/archive",
+            ),
+            (
+                ArchiveLocation::External("s3://b/a".into()),
+                "archives now go to s3://b/a",
+            ),
+        ] {
+            let f: Vec<String> = archive_findings(now, data, Some(&parent))
+                .into_iter()
+                .filter(|f| f.contains("disappeared"))
+                .collect();
+            assert_eq!(f.len(), 1, "{f:?}");
+            assert!(
+                f[0].starts_with("archive directory disappeared") && f[0].contains(want),
+                "{f:?}"
+            );
+            assert!(is_problem(&f[0]), "{f:?}");
+        }
+        assert!(archive_findings(ArchiveLocation::Local(was), data, Some(&parent)).is_empty());
     }
 }

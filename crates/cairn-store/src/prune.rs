@@ -467,6 +467,7 @@ pub fn execute_remote(
     plan: &PrunePlan,
     lock: &crate::lock::RemoteLock,
 ) -> Result<PruneReport> {
+    files.require_writable("prune")?;
     let Some(b) = files.remote() else {
         return Err(StoreError::Usage(
             "execute_remote needs a remote store".into(),

@@ -9,6 +9,7 @@
 //! symlinks, and symlinks are created last, so no write can leave the
 //! target.
 
+use std::collections::HashMap;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -253,7 +254,8 @@ pub fn restore(
 fn refuse_store_paths(store: &Store, plan: &RestorePlan, target: &Path) -> Result<()> {
     store.refuse_inside("restore target", target)?;
     let target = cairn_remote::resolved(target);
-    let root = cairn_remote::resolved(store.root());
+    let store_dir = store.files().store_dir();
+    let root = cairn_remote::resolved(store_dir);
     let Ok(inner) = root.strip_prefix(&target) else {
         return Ok(());
     };
@@ -262,24 +264,37 @@ fn refuse_store_paths(store: &Store, plan: &RestorePlan, target: &Path) -> Resul
         .chain(plan.symlinks.iter().map(|(rel, _, _)| rel));
     for rel in paths {
         if rel.starts_with(inner) {
-            return Err(StoreError::Usage(format!(
-                "snapshot path {} would be restored inside the store {}",
-                rel.display(),
-                store.root().display()
-            )));
+            return Err(StoreError::InsideStore {
+                what: "snapshot path".into(),
+                path: target.join(rel),
+                store: store_dir.to_owned(),
+            });
         }
     }
     Ok(())
 }
 
-/// Refuses, before anything is written, a restore over a target that holds
-/// something of another kind where the snapshot puts a directory, file or
-/// symlink (only a `--overwrite` restore meets one).
+/// Refuses, before anything is written, a snapshot that puts two kinds of
+/// entry at one path (roots merged under one label), and a restore over a
+/// target that holds something of another kind where the snapshot puts a
+/// directory, file or symlink (only a `--overwrite` restore meets one).
 fn refuse_conflicts(plan: &RestorePlan, target: &Path) -> Result<()> {
-    let dirs = plan.dirs.iter().map(|(rel, _)| (rel, "directory"));
-    let files = plan.files.iter().map(|f| (&f.rel, "file"));
-    let links = plan.symlinks.iter().map(|(rel, _, _)| (rel, "symlink"));
+    let dirs = plan.dirs.iter().map(|(rel, _)| (rel, PathKind::Directory));
+    let files = plan.files.iter().map(|f| (&f.rel, PathKind::File));
+    let links = plan
+        .symlinks
+        .iter()
+        .map(|(rel, _, _)| (rel, PathKind::Symlink));
+    let mut kinds: HashMap<&Path, PathKind> = HashMap::new();
     for (rel, wanted) in dirs.chain(files).chain(links) {
+        match kinds.insert(rel, wanted) {
+            Some(other) if other != wanted => {
+                return Err(StoreError::UnsafePath {
+                    detail: format!("{} is both a {other} and a {wanted}", rel.display()),
+                })
+            }
+            _ => {}
+        }
         let path = target.join(rel);
         if let Ok(m) = fs::symlink_metadata(&path) {
             refuse_kind(&path, &m, wanted)?;
@@ -288,29 +303,60 @@ fn refuse_conflicts(plan: &RestorePlan, target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Refuses `found` (the metadata of what is at `path`) where a `wanted`
-/// goes: a directory only on a real directory, a file or symlink
-/// anywhere but on a directory.
-fn refuse_kind(path: &Path, found: &fs::Metadata, wanted: &'static str) -> Result<()> {
-    let kind = found.file_type();
+/// What a path is, for a restore meeting something in its way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    /// A directory.
+    Directory,
+    /// A regular file.
+    File,
+    /// A symlink.
+    Symlink,
+    /// A device, FIFO or socket.
+    Special,
+}
+
+impl PathKind {
+    fn of(meta: &fs::Metadata) -> Self {
+        let t = meta.file_type();
+        if t.is_dir() {
+            Self::Directory
+        } else if t.is_symlink() {
+            Self::Symlink
+        } else if t.is_file() {
+            Self::File
+        } else {
+            Self::Special
+        }
+    }
+}
+
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Directory => "directory",
+            Self::File => "file",
+            Self::Symlink => "symlink",
+            Self::Special => "special file",
+        })
+    }
+}
+
+/// Refuses what is at `path` (its metadata `found`) where a `wanted`
+/// goes: a directory only on a real directory (never through a symlink),
+/// a file or symlink anywhere but on a directory (it is replaced).
+fn refuse_kind(path: &Path, found: &fs::Metadata, wanted: PathKind) -> Result<()> {
+    let found = PathKind::of(found);
     let fits = match wanted {
-        "directory" => kind.is_dir(),
-        _ => !kind.is_dir(),
+        PathKind::Directory => found == PathKind::Directory,
+        _ => found != PathKind::Directory,
     };
     if fits {
         return Ok(());
     }
     Err(StoreError::TargetConflict {
         path: path.to_path_buf(),
-        found: if kind.is_dir() {
-            "directory"
-        } else if kind.is_symlink() {
-            "symlink"
-        } else if kind.is_file() {
-            "file"
-        } else {
-            "special file"
-        },
+        found,
         wanted,
     })
 }
@@ -319,7 +365,7 @@ fn refuse_kind(path: &Path, found: &fs::Metadata, wanted: &'static str) -> Resul
 /// in its place is refused.
 fn ensure_dir(dir: &Path) -> Result<()> {
     match fs::symlink_metadata(dir) {
-        Ok(m) => refuse_kind(dir, &m, "directory"),
+        Ok(m) => refuse_kind(dir, &m, PathKind::Directory),
         Err(_) => fs::create_dir(dir).at(dir),
     }
 }
@@ -419,7 +465,7 @@ pub fn execute(
     for (rel, link, _) in &plan.symlinks {
         let dest = target.join(rel);
         if let Ok(m) = fs::symlink_metadata(&dest) {
-            refuse_kind(&dest, &m, "symlink")?;
+            refuse_kind(&dest, &m, PathKind::Symlink)?;
             fs::remove_file(&dest).at(&dest)?;
         }
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(link), &dest).at(&dest)?;
@@ -506,7 +552,7 @@ impl Completion for Placement {
         let result = (|| {
             let written = staged.make_durable().at(&temp)?;
             if let Ok(m) = fs::symlink_metadata(&dest) {
-                refuse_kind(&dest, &m, "file")?;
+                refuse_kind(&dest, &m, PathKind::File)?;
             }
             fs::rename(&temp, &dest).at(&dest)?;
             Ok(written)

@@ -159,14 +159,14 @@ impl Store {
     /// Refuses `path` (given as `what`) when it is the store or lies inside
     /// it: restored or snapshotted files must not mix with the store's own.
     pub(crate) fn refuse_inside(&self, what: &str, path: &Path) -> Result<()> {
-        let root = self.root();
+        let store = self.files.store_dir();
         let path = cairn_remote::resolved(path);
-        if path.starts_with(cairn_remote::resolved(root)) {
-            return Err(StoreError::Usage(format!(
-                "{what} {} is inside the store {}",
-                path.display(),
-                root.display()
-            )));
+        if path.starts_with(cairn_remote::resolved(store)) {
+            return Err(StoreError::InsideStore {
+                what: what.to_string(),
+                path,
+                store: store.to_owned(),
+            });
         }
         Ok(())
     }

@@ -312,10 +312,15 @@ fn sid(k: i64) -> SnapshotId {
     SnapshotId::from_unix(1_772_971_200 + k)
 }
 
+/// Refused as unsafe: a path in the snapshot, or something in the target
+/// a restore must neither follow nor replace.
 fn assert_unsafe(r: Result<(), StoreError>, case: &str) {
     match r {
         Err(StoreError::UnsafePath { detail }) => {
             assert!(!detail.is_empty(), "{case}: empty detail")
+        }
+        Err(StoreError::TargetConflict { path, .. }) => {
+            assert!(path.is_absolute(), "{case}: {path:?}")
         }
         Err(e) => panic!("{case}: expected UnsafePath, got {e}"),
         Ok(()) => panic!("{case}: restore accepted a hostile snapshot"),
