@@ -1164,18 +1164,23 @@ fn a_store_this_process_may_only_read_is_read() {
         all.extend(args);
         cairn_unprivileged(&s, &all)
     };
-    let line = one_error(
-        &run(&["snapshot", "--data-path", data.to_str().unwrap()]),
-        "snapshot into a read-only store",
-    );
-    assert!(
-        line.contains("read-only to this process") && line.contains("snapshot"),
-        "{line}"
-    );
-    for cmd in [&["forget", "--keep-last", "1"][..], &["prune"][..]] {
-        let line = one_error(&run(cmd), "a change to a read-only store");
-        assert!(line.contains("read-only to this process"), "{line}");
+    // Refused before anything is done (no index is built for them).
+    let d = data.to_str().unwrap();
+    for cmd in [
+        &["snapshot", "--data-path", d][..],
+        &["forget", "--keep-last", "1"][..],
+        &["prune"][..],
+        &["policy", "--keep-last", "1"][..],
+        &["repair"][..],
+        &["purge-tenant", "0e8d5f6a-1b2c-4d3e-8f90-a1b2c3d4e5f6"][..],
+    ] {
+        let line = only_error(&run(cmd), "a change to a read-only store");
+        assert!(
+            line.contains("read-only to this process") && line.contains(cmd[0]),
+            "{cmd:?}: {line}"
+        );
     }
+    assert!(!cache.exists(), "a refused command built a cache");
     let ok = |args: &[&str]| {
         let out = run(args);
         assert!(

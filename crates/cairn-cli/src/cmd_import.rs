@@ -34,7 +34,7 @@ pub struct ImportArgs {
 pub fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     let min_age = Duration::try_from_secs_f64(a.min_age)
         .map_err(|_| anyhow::anyhow!("--min-age {}: not a number of seconds", a.min_age))?;
-    let store = open(cli)?;
+    let store = crate::commands::open_to_change(cli)?;
     let plan = import::plan(
         &store,
         &ImportOptions {

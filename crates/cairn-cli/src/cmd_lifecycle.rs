@@ -13,7 +13,7 @@ use cairn_store::{LockOptions, Store, StoreFiles};
 use serde_json::json;
 
 use crate::args::{Cli, ForgetArgs, PolicyArgs, PruneArgs, PurgeTenantArgs, RetentionArgs};
-use crate::commands::{human, lock_options, open, print_json, store_path};
+use crate::commands::{human, lock_options, open, open_to_change, print_json, store_path};
 
 fn policy_of(r: &RetentionArgs) -> Policy {
     let periods = [
@@ -94,9 +94,6 @@ pub fn apply(cli: &Cli, store: &Store, given: Option<Policy>, dry_run: bool) -> 
             None => bail!("no retention rule given and no policy stored: pass --keep-last, --keep-daily, ... or set one with `cairn policy`"),
         },
     };
-    if !dry_run {
-        store.files().require_writable("forget")?;
-    }
     // A remote store is locked before the plan: nothing else may write
     // to it between the plan and the deletions.
     let remote_lock = match store.files().remote() {
@@ -119,14 +116,22 @@ pub fn apply(cli: &Cli, store: &Store, given: Option<Policy>, dry_run: bool) -> 
 }
 
 pub fn forget(cli: &Cli, a: &ForgetArgs) -> anyhow::Result<ExitCode> {
-    let store = open(cli)?;
+    let store = if a.dry_run {
+        open(cli)?
+    } else {
+        open_to_change(cli)?
+    };
     apply(cli, &store, Some(policy_of(&a.rules)), a.dry_run)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn policy(cli: &Cli, a: &PolicyArgs) -> anyhow::Result<ExitCode> {
-    let store = open(cli)?;
     let given = policy_of(&a.rules);
+    let store = if a.clear || !given.is_empty() {
+        open_to_change(cli)?
+    } else {
+        open(cli)?
+    };
     if a.clear {
         forget::store_policy(&store, None)?;
     } else if !given.is_empty() {
@@ -172,10 +177,11 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> anyhow::Result<ExitCode> {
             a.max_unused
         );
     }
-    let files = crate::commands::store_files(cli, &crate::commands::store_location(cli)?)?;
-    if !a.dry_run {
-        files.require_writable("prune")?;
+    let location = crate::commands::store_location(cli)?;
+    if let (cairn_remote::Location::Local(path), false) = (&location, a.dry_run) {
+        StoreFiles::require_writable_at(path, "prune")?;
     }
+    let files = crate::commands::store_files(cli, &location)?;
     let _prune_lock = prune::prune_lock(&files)?;
     // A remote store is locked for the whole prune (its writers are
     // replicate, forget and prune, which all take that lock).
@@ -302,7 +308,9 @@ fn print_prune(cli: &Cli, plan: &PrunePlan, report: Option<&PruneReport>) {
 
 pub fn purge_tenant(cli: &Cli, a: &PurgeTenantArgs) -> anyhow::Result<ExitCode> {
     purge::check_tenant_id(&a.tenant)?;
-    let files = StoreFiles::open(&store_path(cli)?)?;
+    let path = store_path(cli)?;
+    StoreFiles::require_writable_at(&path, "purge-tenant")?;
+    let files = StoreFiles::open(&path)?;
     let _prune_lock = prune::prune_lock(&files)?;
     let started = now();
     let mut plan = {

@@ -9,10 +9,10 @@ use cairn_store::snapshot::{self, NoProgress, SnapshotOptions};
 use cairn_store::{repair, HitkeepPaths};
 
 use crate::args::{Cli, RepairArgs};
-use crate::commands::{human, open};
+use crate::commands::{human, open_to_change};
 
 pub fn repair(cli: &Cli, a: &RepairArgs) -> anyhow::Result<ExitCode> {
-    let store = open(cli)?;
+    let store = open_to_change(cli)?;
     // The healing snapshot's sources are checked before anything changes.
     let heal = a.data_path.as_ref().map(|data| SnapshotOptions {
         hitkeep: Some(HitkeepPaths::resolve(

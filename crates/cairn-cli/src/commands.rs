@@ -175,6 +175,17 @@ fn open_at(cli: &Cli, loc: &Location) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Opens the store for a command that changes it: a local store this
+/// process may only read is refused, saying why, before its index is
+/// built in the cache.
+pub fn open_to_change(cli: &Cli) -> anyhow::Result<Store> {
+    let loc = store_location(cli)?;
+    if let Location::Local(path) = &loc {
+        StoreFiles::require_writable_at(path, &command_name())?;
+    }
+    open_at(cli, &loc)
+}
+
 pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
@@ -358,7 +369,7 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn snapshot(cli: &Cli, a: &SnapshotArgs) -> anyhow::Result<ExitCode> {
-    let store = open(cli)?;
+    let store = open_to_change(cli)?;
     if a.forget && cairn_store::forget::stored_policy(&store)?.is_none() {
         bail!("--forget: no retention policy stored in the store (set one with `cairn policy --keep-...`)");
     }

@@ -195,6 +195,20 @@ impl StoreFiles {
         }
     }
 
+    /// Fails, saying why, when this process may not write the local store
+    /// at `path` (checked before the store is opened, so nothing is built
+    /// in the cache for a command that would be refused).
+    pub fn require_writable_at(path: &Path, what: &str) -> Result<()> {
+        match Self::read_only_reason(path) {
+            Some(reason) => Err(StoreError::StoreNotWritable {
+                location: path.display().to_string(),
+                what: what.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Fails for a remote store: `what` changes a store, and cairn changes
     /// remote stores only by replicating to them.
     pub fn require_local(&self, what: &str) -> Result<()> {
