@@ -786,3 +786,41 @@ fn a_bucket_prune_killed_at_random_points_keeps_every_kept_snapshot() {
     }
     eprintln!("bucket prune crash: {trials} trials, seed {seed}, uninterrupted prune {full:?}: {killed} killed mid-run");
 }
+
+/// Two replicas of one store (here: two bucket prefixes, one holding
+/// only the first snapshot) read through one cache directory keep an
+/// index each: going back to the first does not update or rebuild it.
+#[test]
+fn replicas_of_one_store_keep_a_cache_index_each() {
+    let server = S3Server::shared();
+    let s = Scratch::new();
+    let data = s.path("data");
+    let mut rng = SeededRng(71);
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a.bin"), rng.bytes(400 << 10)).unwrap();
+    s.ok(&["init"]);
+    let first = s.snapshot(&data)["id"].as_str().unwrap().to_string();
+    fs::write(data.join("b.bin"), rng.bytes(400 << 10)).unwrap();
+    s.snapshot(&data);
+    let (whole, partial) = (server.url("replica-whole"), server.url("replica-first"));
+    replicate_json(&s, &whole, &[]);
+    replicate_json(&s, &partial, &["--snapshot", &first]);
+    let cache = s.path("shared-cache");
+    let list = |url: &str| {
+        let out = cairn_at(url, &["list"], &cache, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(list(&whole).contains("index rebuilt"));
+    assert!(list(&partial).contains("index rebuilt"));
+    let again = list(&whole);
+    assert!(
+        !again.contains("index"),
+        "the first replica's index was touched: {again}"
+    );
+    assert_eq!(fs::read_dir(&cache).unwrap().count(), 2);
+}

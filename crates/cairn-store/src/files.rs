@@ -79,7 +79,9 @@ impl StoreFiles {
     }
 
     /// Reads the config of the store `backend` holds; its local state goes
-    /// to `cache/<store id>/`.
+    /// to `cache/<store id>-<place>/`, `<place>` naming where it is (16 hex
+    /// digits of the blake3 of its location), so each replica of a store
+    /// (two buckets, a read-only local copy) keeps an index of its own.
     pub fn open_remote(backend: Arc<dyn Backend>, cache: &Path) -> Result<Self> {
         let bytes = match backend.get("config") {
             Ok(b) => b,
@@ -91,7 +93,8 @@ impl StoreFiles {
             Err(e) => return Err(e.into()),
         };
         let config = StoreConfig::decode(&bytes).what(backend.object_location("config"))?;
-        let root = cache.join(hex::encode(config.store_id));
+        let place = blake3::hash(backend.location().as_bytes()).to_hex();
+        let root = cache.join(format!("{}-{}", hex::encode(config.store_id), &place[..16]));
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp).at(&tmp)?;
         Ok(Self {
@@ -106,7 +109,7 @@ impl StoreFiles {
     /// Opens the local store at `path`. One this process may not write
     /// (see [`read_only_reason`](Self::read_only_reason)) is read the way a
     /// remote store is: its files through the local backend, its index and
-    /// lock in `cache/<store id>/` (`cache` is needed only then). Commands
+    /// lock in `cache/<store id>-<place>/` (`cache` is needed only then). Commands
     /// that change a store refuse it, saying why.
     pub fn open_local(path: &Path, cache: Option<&Path>) -> Result<Self> {
         let Some(reason) = Self::read_only_reason(path) else {
