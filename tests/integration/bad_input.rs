@@ -906,6 +906,22 @@ fn the_inside_the_store_check_resolves_links_and_dot_dot() {
     assert!(s.path("beside").is_dir());
 }
 
+/// Snapshots a tree `other/` holding `<dir>/packs/<the name of one of the
+/// store's packs>` with other bytes: restored where `<dir>` is the store,
+/// it would replace that pack.
+fn snapshot_a_tree_holding_a_pack_of(s: &Scratch, dir: &str) {
+    let other = s.path("other");
+    fs::create_dir_all(other.join(dir).join("packs")).unwrap();
+    let pack = fs::read_dir(s.store().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .expect("a pack");
+    let name = pack.file_name().unwrap();
+    fs::write(other.join(dir).join("packs").join(name), b"not that pack").unwrap();
+    s.snapshot(&other);
+}
+
 /// No restore writes into the store: a drill target inside it is refused
 /// before it is made, and a restore into a directory holding the store
 /// refuses a snapshot whose paths would land in it (a tree that held a
@@ -928,16 +944,7 @@ fn no_restore_writes_into_the_store() {
 
     // A tree with a `store/packs/...` of its own, restored over the
     // directory that holds this store.
-    let other = s.path("other");
-    fs::create_dir_all(other.join("store/packs")).unwrap();
-    let pack = fs::read_dir(s.store().join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_file())
-        .expect("a pack");
-    let name = pack.strip_prefix(s.store()).unwrap();
-    fs::write(other.join("store").join(name), b"not that pack").unwrap();
-    s.snapshot(&other);
+    snapshot_a_tree_holding_a_pack_of(&s, "store");
     let before = store_digest(&s.store());
     let root = s.store().parent().unwrap().to_path_buf();
     let line = only_error(
@@ -1231,19 +1238,7 @@ fn a_store_with_only_its_lock_read_only_or_no_lock_is_read_safely() {
     };
     // A tree holding `store/packs/<a real pack's name>`, restored over the
     // directory that holds the store.
-    let other = s.path("other");
-    fs::create_dir_all(other.join("store/packs")).unwrap();
-    let pack = fs::read_dir(s.store().join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_file())
-        .unwrap();
-    fs::write(
-        other.join("store/packs").join(pack.file_name().unwrap()),
-        b"not that pack",
-    )
-    .unwrap();
-    s.snapshot(&other);
+    snapshot_a_tree_holding_a_pack_of(&s, "store");
     let lock = s.store().join("lock");
     fs::set_permissions(&lock, fs::Permissions::from_mode(0o444)).unwrap();
     let before = store_digest(&s.store());
@@ -1257,7 +1252,7 @@ fn a_store_with_only_its_lock_read_only_or_no_lock_is_read_safely() {
         "{line}"
     );
     let line = one_error(
-        &run(&["snapshot", "--data-path", other.to_str().unwrap()]),
+        &run(&["snapshot", "--data-path", s.path("other").to_str().unwrap()]),
         "snapshot",
     );
     assert!(line.contains("lock is not writable"), "{line}");
@@ -1275,4 +1270,69 @@ fn a_store_with_only_its_lock_read_only_or_no_lock_is_read_safely() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     chmod_tree(&s.store(), 0o755, 0o644);
+}
+
+/// A bind mount, unmounted when dropped.
+struct BindMount(PathBuf);
+
+impl BindMount {
+    /// Mounts `from` on `on` (a new directory), or `None` where this
+    /// process may not mount.
+    fn new(from: &Path, on: &Path) -> Option<Self> {
+        fs::create_dir_all(on).unwrap();
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(on)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| BindMount(on.to_owned()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The store seen through a bind mount is the store: a restore target
+/// under the mount is refused before anything is made, and a restore
+/// `--overwrite` whose snapshot has a directory where the target holds
+/// the mounted store is refused before writing, leaving the store as it
+/// was. (Skipped where this process may not mount.)
+#[test]
+fn the_store_seen_through_a_bind_mount_is_still_the_store() {
+    let (s, _, _) = store_with_snapshot();
+    let mnt = s.path("mnt");
+    let Some(_mount) = BindMount::new(&s.store(), &mnt) else {
+        eprintln!("skipped: mount --bind is not permitted here");
+        return;
+    };
+    let before = store_digest(&s.store());
+    let inside = mnt.join("restored");
+    let line = one_error(
+        &s.cairn(&["restore", "--target", inside.to_str().unwrap()]),
+        "restore target through a bind mount",
+    );
+    assert!(line.contains("inside the store"), "{line}");
+    assert!(!s.store().join("restored").exists());
+    assert_eq!(store_digest(&s.store()), before);
+
+    // A tree with `mnt/packs/<a real pack's name>`, restored over the
+    // scratch directory, where `mnt` is the store.
+    snapshot_a_tree_holding_a_pack_of(&s, "mnt");
+    let before = store_digest(&s.store());
+    let line = one_error(
+        &s.cairn(&[
+            "restore",
+            "--target",
+            s.path("").to_str().unwrap(),
+            "--overwrite",
+        ]),
+        "restore over a bind mount of the store",
+    );
+    assert!(line.contains("inside the store"), "{line}");
+    assert_eq!(store_digest(&s.store()), before);
 }

@@ -275,10 +275,11 @@ fn refuse_store_paths(store: &Store, plan: &RestorePlan, target: &Path) -> Resul
 }
 
 /// Refuses, before anything is written, a snapshot that puts two kinds of
-/// entry at one path (roots merged under one label), and a restore over a
+/// entry at one path (roots merged under one label), a restore over a
 /// target that holds something of another kind where the snapshot puts a
-/// directory, file or symlink (only a `--overwrite` restore meets one).
-fn refuse_conflicts(plan: &RestorePlan, target: &Path) -> Result<()> {
+/// directory, file or symlink (only a `--overwrite` restore meets one),
+/// and one whose directory is the store seen through a bind mount.
+fn refuse_conflicts(store: &Store, plan: &RestorePlan, target: &Path) -> Result<()> {
     let dirs = plan.dirs.iter().map(|(rel, _)| (rel, PathKind::Directory));
     let files = plan.files.iter().map(|f| (&f.rel, PathKind::File));
     let links = plan
@@ -298,6 +299,13 @@ fn refuse_conflicts(plan: &RestorePlan, target: &Path) -> Result<()> {
         let path = target.join(rel);
         if let Ok(m) = fs::symlink_metadata(&path) {
             refuse_kind(&path, &m, wanted)?;
+            if m.is_dir() && store.is_store_dir(&m) {
+                return Err(StoreError::InsideStore {
+                    what: "snapshot path".into(),
+                    path,
+                    store: store.files().store_dir().to_owned(),
+                });
+            }
         }
     }
     Ok(())
@@ -388,7 +396,7 @@ pub fn execute(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     refuse_store_paths(store, plan, target)?;
-    refuse_conflicts(plan, target)?;
+    refuse_conflicts(store, plan, target)?;
     progress.start(plan.files.len() as u64, plan.bytes);
     for (rel, _) in &plan.dirs {
         ensure_dir(&target.join(rel))?;

@@ -158,10 +158,19 @@ impl Store {
 
     /// Refuses `path` (given as `what`) when it is the store or lies inside
     /// it: restored or snapshotted files must not mix with the store's own.
+    ///
+    /// Paths are compared resolved, and every existing directory on the
+    /// way is compared with the store's directory by device and inode, so
+    /// the store seen through a bind mount is the store too.
     pub(crate) fn refuse_inside(&self, what: &str, path: &Path) -> Result<()> {
         let store = self.files.store_dir();
         let path = cairn_remote::resolved(path);
-        if path.starts_with(cairn_remote::resolved(store)) {
+        let through_mount = || {
+            path.ancestors()
+                .filter_map(|a| fs::metadata(a).ok())
+                .any(|m| self.is_store_dir(&m))
+        };
+        if path.starts_with(cairn_remote::resolved(store)) || through_mount() {
             return Err(StoreError::InsideStore {
                 what: what.to_string(),
                 path,
@@ -169,6 +178,14 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Whether `meta` is the store's own directory (same device and inode:
+    /// also where it is seen through a bind mount).
+    pub(crate) fn is_store_dir(&self, meta: &fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(self.files.store_dir())
+            .is_ok_and(|s| s.dev() == meta.dev() && s.ino() == meta.ino())
     }
 
     /// The config.
