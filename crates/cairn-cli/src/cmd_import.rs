@@ -24,22 +24,20 @@ pub struct ImportArgs {
     pub from: PathBuf,
     /// Leave out backup runs written less than SECS ago (HitKeep may still
     /// be writing them); a later import takes them.
-    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
-    pub min_age: f64,
+    #[arg(long, default_value = "300", value_name = "SECS", value_parser = crate::args::seconds)]
+    pub min_age: Duration,
     /// Show what would be imported and skipped; change nothing.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 pub fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
-    let min_age = Duration::try_from_secs_f64(a.min_age)
-        .map_err(|_| anyhow::anyhow!("--min-age {}: not a number of seconds", a.min_age))?;
     let store = crate::commands::open_to_change(cli)?;
     let plan = import::plan(
         &store,
         &ImportOptions {
             from: a.from.clone(),
-            min_age,
+            min_age: a.min_age,
         },
     )?;
     if !cli.quiet && !cli.json {

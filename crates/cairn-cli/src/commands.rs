@@ -493,11 +493,6 @@ fn escaped(p: &Path) -> String {
     out
 }
 
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
     let store = open(cli)?;
     let id = store.resolve(&a.snapshot)?;
@@ -534,7 +529,7 @@ pub fn ls(cli: &Cli, a: &LsArgs) -> anyhow::Result<ExitCode> {
                 });
                 // A name that is not UTF-8, byte for byte.
                 if p.to_str().is_none() {
-                    e["path_hex"] = json!(hex(p.as_os_str().as_bytes()));
+                    e["path_hex"] = json!(hex::encode(p.as_os_str().as_bytes()));
                 }
                 e
             }).collect::<Vec<_>>(),

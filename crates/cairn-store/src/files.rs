@@ -189,11 +189,7 @@ impl StoreFiles {
     /// prune).
     pub fn require_writable(&self, what: &str) -> Result<()> {
         match &self.read_only {
-            Some(reason) => Err(StoreError::StoreNotWritable {
-                location: self.location(),
-                what: what.to_string(),
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(not_writable(self.location(), what, reason.clone())),
             None => Ok(()),
         }
     }
@@ -203,11 +199,7 @@ impl StoreFiles {
     /// in the cache for a command that would be refused).
     pub fn require_writable_at(path: &Path, what: &str) -> Result<()> {
         match Self::read_only_reason(path) {
-            Some(reason) => Err(StoreError::StoreNotWritable {
-                location: path.display().to_string(),
-                what: what.to_string(),
-                reason,
-            }),
+            Some(reason) => Err(not_writable(path.display().to_string(), what, reason)),
             None => Ok(()),
         }
     }
@@ -526,4 +518,14 @@ pub(crate) fn decode_manifest(id: SnapshotId, bytes: &[u8]) -> Result<Manifest> 
         });
     }
     Ok(m)
+}
+
+/// The refusal of `what` on the store at `location`, which this process
+/// may not write because `reason`.
+fn not_writable(location: String, what: &str, reason: String) -> StoreError {
+    StoreError::StoreNotWritable {
+        location,
+        what: what.to_string(),
+        reason,
+    }
 }

@@ -247,39 +247,16 @@ pub fn restore(
     execute(store, &plan, &target, opts.durability, progress)
 }
 
-/// Refuses a restore into the store, or one that would write into the
-/// store where the target holds it (a snapshot of a tree that held
-/// another store at the same place): the store's files are never a
-/// restore's to replace.
-fn refuse_store_paths(store: &Store, plan: &RestorePlan, target: &Path) -> Result<()> {
-    store.refuse_inside("restore target", target)?;
-    let target = cairn_remote::resolved(target);
-    let store_dir = store.files().store_dir();
-    let root = cairn_remote::resolved(store_dir);
-    let Ok(inner) = root.strip_prefix(&target) else {
-        return Ok(());
-    };
-    let paths = (plan.dirs.iter().map(|(rel, _)| rel))
-        .chain(plan.files.iter().map(|f| &f.rel))
-        .chain(plan.symlinks.iter().map(|(rel, _, _)| rel));
-    for rel in paths {
-        if rel.starts_with(inner) {
-            return Err(StoreError::InsideStore {
-                what: "snapshot path".into(),
-                path: target.join(rel),
-                store: store_dir.to_owned(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// Refuses, before anything is written, a snapshot that puts two kinds of
 /// entry at one path (roots merged under one label), a restore over a
 /// target that holds something of another kind where the snapshot puts a
 /// directory, file or symlink (only a `--overwrite` restore meets one),
-/// and one whose directory is the store seen through a bind mount.
+/// and one that would write into the store where the target holds it (a
+/// snapshot of a tree that held another store at the same place, or the
+/// store seen there through a bind mount): every parent of a planned path
+/// is a planned directory, so the store is met as one of them.
 fn refuse_conflicts(store: &Store, plan: &RestorePlan, target: &Path) -> Result<()> {
+    let is_store = store.store_dir_test();
     let dirs = plan.dirs.iter().map(|(rel, _)| (rel, PathKind::Directory));
     let files = plan.files.iter().map(|f| (&f.rel, PathKind::File));
     let links = plan
@@ -299,7 +276,7 @@ fn refuse_conflicts(store: &Store, plan: &RestorePlan, target: &Path) -> Result<
         let path = target.join(rel);
         if let Ok(m) = fs::symlink_metadata(&path) {
             refuse_kind(&path, &m, wanted)?;
-            if m.is_dir() && store.is_store_dir(&m) {
+            if m.is_dir() && is_store(&m) {
                 return Err(StoreError::InsideStore {
                     what: "snapshot path".into(),
                     path,
@@ -395,7 +372,7 @@ pub fn execute(
     durability: Durability,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    refuse_store_paths(store, plan, target)?;
+    store.refuse_inside("restore target", target)?;
     refuse_conflicts(store, plan, target)?;
     progress.start(plan.files.len() as u64, plan.bytes);
     for (rel, _) in &plan.dirs {

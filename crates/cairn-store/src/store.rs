@@ -166,9 +166,10 @@ impl Store {
         let store = self.files.store_dir();
         let path = cairn_remote::resolved(path);
         let through_mount = || {
+            let is_store = self.store_dir_test();
             path.ancestors()
                 .filter_map(|a| fs::metadata(a).ok())
-                .any(|m| self.is_store_dir(&m))
+                .any(|m| is_store(&m))
         };
         if path.starts_with(cairn_remote::resolved(store)) || through_mount() {
             return Err(StoreError::InsideStore {
@@ -180,12 +181,15 @@ impl Store {
         Ok(())
     }
 
-    /// Whether `meta` is the store's own directory (same device and inode:
-    /// also where it is seen through a bind mount).
-    pub(crate) fn is_store_dir(&self, meta: &fs::Metadata) -> bool {
+    /// A test of whether a directory's metadata is the store's own
+    /// directory (same device and inode: also where it is seen through a
+    /// bind mount). The store directory is looked at once, here.
+    pub(crate) fn store_dir_test(&self) -> impl Fn(&fs::Metadata) -> bool {
         use std::os::unix::fs::MetadataExt;
-        fs::metadata(self.files.store_dir())
-            .is_ok_and(|s| s.dev() == meta.dev() && s.ino() == meta.ino())
+        let store = fs::metadata(self.files.store_dir())
+            .ok()
+            .map(|s| (s.dev(), s.ino()));
+        move |m| store == Some((m.dev(), m.ino()))
     }
 
     /// The config.
